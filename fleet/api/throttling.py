@@ -1,0 +1,43 @@
+"""Fixed-window rate limits per credential, counted in the shared cache (Redis when REDIS_URL is set).
+
+`cache.incr` is atomic in Redis, so several web processes share one exact count per window.
+"""
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+from fleet.api.authentication import Principal
+
+
+def parse_rate(rate):
+    count, _, seconds = rate.partition("/")
+    return int(count), int(seconds or 60)
+
+
+class CredentialRateThrottle(BaseThrottle):
+    def allow_request(self, request, view):
+        principal = request.auth if isinstance(request.auth, Principal) else None
+        if principal is not None:
+            scope, ident = principal.kind, principal.credential_id
+        else:
+            scope, ident = "anonymous", self.get_ident(request)
+        rate = getattr(view, "rate_limits", {}).get(scope) or settings.RATE_LIMITS.get(scope)
+        if not rate:
+            return True
+        limit, window = parse_rate(rate)
+        now = time.time()
+        key = f"ratelimit:{scope}:{ident}:{int(now // window)}"
+        cache.add(key, 0, timeout=window + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, timeout=window + 1)
+            count = 1
+        self._wait = window - (now % window)
+        return count <= limit
+
+    def wait(self):
+        return self._wait

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView, SpectacularYAMLAPIView
+
+from fleet.api import health
+
+api_v1 = [
+    path("", include("fleet.tenancy.api.urls")),
+    path("", include("fleet.activity.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/", include(api_v1)),
+    path("api/schemas/openapi.json", SpectacularJSONAPIView.as_view(), name="schema-json"),
+    path("api/schemas/openapi.yaml", SpectacularYAMLAPIView.as_view(), name="schema-yaml"),
+    path("api/v3/api-docs", SpectacularJSONAPIView.as_view(), name="schema-api-docs"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema-json"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema-json"), name="redoc"),
+]
