@@ -24,6 +24,10 @@ def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb
         with dbroles.as_owner() as conn:
             config = setup_databases(verbosity=0, interactive=False, keepdb=django_db_keepdb)
             dbroles.grant_runtime_privileges(conn, runtime_role)
+            if conn.vendor == "postgresql" and runtime_role != conn.settings_dict["USER"]:
+                # Test database only: transactional tests end with a flush (TRUNCATE).
+                with conn.cursor() as cursor:
+                    cursor.execute(f"GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {conn.ops.quote_name(runtime_role)}")
     yield
     with django_db_blocker.unblock():
         with dbroles.as_owner():
