@@ -20,7 +20,12 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
     default_limit = 100
     max_limit = 1000
-    results_key = "results"  # set from the view's `results_key`
+    results_key = "results"
+
+    @classmethod
+    def keyed(cls, results_key):
+        """A subclass naming its list `results_key` (the schema generator instantiates the class itself)."""
+        return type(f"{cls.__name__}_{results_key}", (cls,), {"results_key": results_key})
 
     def get_limit(self, request):
         limit = _non_negative_int(request, self.limit_query_param, self.default_limit)

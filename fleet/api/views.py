@@ -49,6 +49,10 @@ class OrgScopedMixin:
         overridden = [name for name in SEALED if name in cls.__dict__]
         if overridden:
             raise TypeError(f"{cls.__name__} may not override {', '.join(overridden)}: use scoped_queryset().")
+        # Lists are named after the resource: {"<results_key>": [...], "total", "limit", "offset"}.
+        pagination = cls.__dict__.get("pagination_class") or getattr(cls, "pagination_class", None)
+        if pagination is not None and hasattr(pagination, "keyed") and pagination.results_key != cls.results_key:
+            cls.pagination_class = pagination.keyed(cls.results_key)
 
     # --- the sanctioned hook ---------------------------------------------------------------------
     def scoped_queryset(self):
@@ -99,13 +103,6 @@ class OrgScopedMixin:
         return self.read_role if request.method in ("GET", "HEAD", "OPTIONS") else self.write_role
 
     # --- pagination ------------------------------------------------------------------------------
-    @property
-    def paginator(self):
-        paginator = super().paginator
-        if paginator is not None:
-            paginator.results_key = self.results_key
-        return paginator
-
     def paginated(self, queryset, serializer_class, **context):
         page = self.paginate_queryset(queryset)
         serializer = serializer_class(page, many=True, context={**self.get_serializer_context(), **context})

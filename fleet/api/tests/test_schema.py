@@ -42,3 +42,10 @@ def test_every_operation_documents_security_and_errors_in_the_common_shape():
             assert error.endswith("/Error")
     assert operations >= 8
     assert json.dumps(schema)  # serialisable
+
+
+def test_list_schemas_name_the_resource():
+    schema = APIClient().get("/api/schemas/openapi.json").json()
+    response = schema["paths"]["/api/v1/api-keys"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    component = response["$ref"].rsplit("/", 1)[-1]
+    assert set(schema["components"]["schemas"][component]["properties"]) == {"api_keys", "total", "limit", "offset"}
