@@ -1,0 +1,13 @@
+from rest_framework import serializers
+
+
+class StrictSerializer(serializers.Serializer):
+    """Input serializer that refuses fields it does not know, naming them: a typo or an attempt to
+    set a read-only field is an error, not a silent no-op."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["This field is read-only or unknown."] for name in unknown})
+        return super().to_internal_value(data)
