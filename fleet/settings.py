@@ -65,6 +65,12 @@ INSTALLED_APPS = [
     "fleet.tenancy",
     "fleet.activity",
     "fleet.api",
+    "apps_catalog",
+    "devices",
+    "deployments",
+    "provisioning",
+    "telemetry",
+    "exports",
     "fleet.api.admin_config.FleetAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -151,7 +157,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {}  # each domain app adds its periodic tasks in its AppConfig.ready()
+CELERY_BEAT_SCHEDULE = {
+    "devices-connectivity-sweep": {
+        "task": "devices.tasks.connectivity_sweep",
+        "schedule": float(env_int("DEVICE_SWEEP_INTERVAL_S", 30)),
+    },
+    "deployments-evaluate": {
+        "task": "deployments.tasks.deployments_evaluate",
+        "schedule": float(env_int("DEPLOYMENT_EVALUATE_INTERVAL_S", 30)),
+    },
+    "deployments-commands-expire": {"task": "deployments.tasks.commands_expire", "schedule": 300.0},
+    "exports-sweep": {"task": "exports.tasks.export_sweep", "schedule": 60.0},
+    "exports-expire": {"task": "exports.tasks.export_expire", "schedule": 600.0},
+}
 
 # --- Storage --------------------------------------------------------------------------------------
 MEDIA_ROOT = Path(env("MEDIA_ROOT", VAR_DIR / "media"))
@@ -196,6 +214,17 @@ USE_TZ = True
 # --- Request limits and security headers ----------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# Camera frames (POST /devices/{device}/frames): largest accepted JPEG, in bytes.
+FRAME_MAX_BYTES = env_int("FRAME_MAX_BYTES", 5 * 1024 * 1024)
+# Readings ingest (POST /readings/batch): most items per request (more: 413).
+READINGS_BATCH_MAX = env_int("READINGS_BATCH_MAX", 10_000)
+# Exports (docs/exports.md): longest range, concurrent jobs per organization, download URL and file lifetimes,
+# and how long a RUNNING job may go without a heartbeat before the sweeper re-queues it.
+EXPORT_MAX_RANGE_DAYS = env_int("EXPORT_MAX_RANGE_DAYS", 400)
+EXPORT_MAX_RUNNING_PER_ORG = env_int("EXPORT_MAX_RUNNING_PER_ORG", 3)
+EXPORT_URL_TTL_S = env_int("EXPORT_URL_TTL_S", 900)
+EXPORT_FILE_TTL_S = env_int("EXPORT_FILE_TTL_S", 24 * 3600)
+EXPORT_HEARTBEAT_STALE_S = env_int("EXPORT_HEARTBEAT_STALE_S", 120)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -209,6 +238,9 @@ if not DEBUG:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "fleet.api.authentication.ApiKeyAuthentication",
+        "devices.authentication.DeviceTokenAuthentication",
+        "apps_catalog.authentication.PublishableKeyAuthentication",
+        "apps_catalog.authentication.AppKeyAuthentication",
         "fleet.api.authentication.JWTAuthentication",
         "fleet.api.authentication.SessionAuthentication",
     ],
@@ -226,12 +258,16 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DATETIME_FORMAT": "iso-8601",
     "COERCE_DECIMAL_TO_STRING": False,
+    # `?format=` is a filter name here (model formats), not a renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 # Requests per window for each credential kind ("<count>/<seconds>"); shared through Redis when set.
 RATE_LIMITS = {
     "api_key": env("RATE_LIMIT_API_KEY", "1200/60"),
     "user": env("RATE_LIMIT_USER", "1200/60"),
     "device": env("RATE_LIMIT_DEVICE", "120/60"),
+    "app_key": env("RATE_LIMIT_APP_KEY", "1200/60"),
+    "publishable_key": env("RATE_LIMIT_PUBLISHABLE_KEY", "600/60"),
     "anonymous": env("RATE_LIMIT_ANONYMOUS", "120/60"),
 }
 
@@ -264,6 +300,18 @@ SPECTACULAR_SETTINGS = {
 
 # API keys: "last_used_at" is written at most this often, to keep reads cheap.
 CREDENTIAL_LAST_USED_RESOLUTION_S = 60
+
+# --- Provisioning (device PKI, see docs/provisioning.md) ------------------------------------------
+# Platform root CA: configured files in production; generated into VAR_DIR/pki on first use in development.
+PKI_ROOT_CERT_FILE = Path(env("PKI_ROOT_CERT_FILE", VAR_DIR / "pki" / "root-ca.pem"))
+PKI_ROOT_KEY_FILE = Path(env("PKI_ROOT_KEY_FILE", VAR_DIR / "pki" / "root-ca.key.pem"))
+# Encrypts the root key file and every organization CA key at rest. Unset: derived from SECRET_KEY
+# (development); changing either then makes the stored keys unreadable.
+PKI_KEY_PASSPHRASE = env("PKI_KEY_PASSPHRASE") or f"fleet-pki:{SECRET_KEY}"
+CERTIFICATE_VALIDITY_DAYS = env_int("CERTIFICATE_VALIDITY_DAYS", 365)
+MQTT_HOST = env("MQTT_HOST", "localhost")
+MQTT_PORT = env_int("MQTT_PORT", 8883)
+MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "fleet")
 
 LOGGING = {
     "version": 1,

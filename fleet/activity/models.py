@@ -9,6 +9,8 @@ class ActorType(models.TextChoices):
     USER = "user"
     API_KEY = "api_key"
     DEVICE = "device"
+    APP_KEY = "app_key"
+    PUBLISHABLE_KEY = "publishable_key"
     SYSTEM = "system"
 
 

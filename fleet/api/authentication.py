@@ -39,8 +39,8 @@ class Principal:
 
     @property
     def actor(self):
-        actor_type = {"api_key": ActorType.API_KEY, "user": ActorType.USER, "device": ActorType.DEVICE}
-        return Actor(type=actor_type.get(self.kind, ActorType.SYSTEM), id=self.credential_id, label=self.label)
+        actor_type = self.kind if self.kind in ActorType.values else ActorType.SYSTEM
+        return Actor(type=actor_type, id=self.credential_id, label=self.label)
 
 
 def bearer_token(request):

@@ -24,9 +24,12 @@ class CredentialRateThrottle(BaseThrottle):
             scope, ident = principal.kind, principal.credential_id
         else:
             scope, ident = "anonymous", self.get_ident(request)
-        rate = getattr(view, "rate_limits", {}).get(scope) or settings.RATE_LIMITS.get(scope)
-        if not rate:
-            return True
+        # A credential kind without its own limit gets the anonymous one: nothing goes unthrottled.
+        rate = (
+            getattr(view, "rate_limits", {}).get(scope)
+            or settings.RATE_LIMITS.get(scope)
+            or settings.RATE_LIMITS["anonymous"]
+        )
         limit, window = parse_rate(rate)
         now = time.time()
         key = f"ratelimit:{scope}:{ident}:{int(now // window)}"
