@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
+from rest_framework.views import set_rollback
 
 from fleet.errors import DomainError
 
@@ -138,6 +139,8 @@ def exception_handler(exc, context):
 
 
 def _response(status_code, message, fields=None, headers=None):
+    # An error answer must not commit what the request wrote before failing (ATOMIC_REQUESTS).
+    set_rollback()
     return Response(error_body(status_code, message, fields), status=status_code, headers=headers)
 
 

@@ -9,6 +9,7 @@ from django.urls import path
 from rest_framework.test import APIClient
 
 from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet
+from fleet.errors import Conflict
 
 pytestmark = pytest.mark.django_db
 
@@ -105,3 +106,25 @@ def test_readyz_is_503_when_the_broker_is_down(monkeypatch):
     monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
     response = APIClient().get("/readyz")
     assert response.status_code == 503 and response.json()["checks"]["broker"].startswith("error")
+
+
+class WritesThenFails(OrgScopedAPIView):
+    def post(self, request):
+        from fleet.tenancy.services import api_key_create
+
+        api_key_create(organization=self.organization, name="half-done")
+        raise Conflict("Something conflicted after a write.")
+
+
+urlpatterns.insert(0, path("api/v1/test-writes-then-fails", WritesThenFails.as_view()))
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_an_error_response_rolls_back_the_requests_writes(client_a):
+    from fleet.tenancy import rls
+    from fleet.tenancy.models import ApiKey
+
+    response = client_a.post("/api/v1/test-writes-then-fails", {}, format="json")
+    assert_error(response, 409, "conflict")
+    with rls.bypass(reason="test"):
+        assert not ApiKey.objects.filter(name="half-done").exists()
