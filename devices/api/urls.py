@@ -1,0 +1,20 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("devices", views.DeviceViewSet, basename="device")
+router.register("users", views.EndUserViewSet, basename="end-user")
+
+DEVICE = "devices/<device>"
+
+urlpatterns = [
+    path(f"{DEVICE}/heartbeat", views.DeviceHeartbeatView.as_view(), name="device-heartbeat"),
+    path(f"{DEVICE}/health", views.DeviceHealthView.as_view(), name="device-health"),
+    path(f"{DEVICE}/activity", views.DeviceActivityView.as_view(), name="device-activity"),
+    path(f"{DEVICE}/users", views.DeviceUsersView.as_view(), name="device-users"),
+    path(f"{DEVICE}/frames", views.DeviceFramesView.as_view(), name="device-frames"),
+    path(f"{DEVICE}/frames/latest", views.DeviceFrameLatestView.as_view(), name="device-frame-latest"),
+    *router.urls,
+]

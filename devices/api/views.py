@@ -1,0 +1,364 @@
+"""Thin views: resolve the device (404 first), validate input, call a service, render output."""
+
+import uuid
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils.http import http_date
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from fleet.api.errors import ErrorSerializer
+from fleet.errors import PayloadTooLarge
+from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, is_uuid, validated
+from fleet.tenancy.models import Role
+
+from .. import registry, selectors, services
+from ..models import Device
+from . import serializers as s
+from .filters import DeviceFilter
+from .pagination import DevicesPagination, EventsPagination, UsersPagination
+from .parsers import JpegParser
+
+DEVICE_PARAM = OpenApiParameter(
+    "device", OpenApiTypes.STR, OpenApiParameter.PATH, description="The device's UUID `id` or its `device_id`."
+)
+LABEL_PARAM = OpenApiParameter(
+    "label",
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    OpenApiParameter.QUERY,
+    style="deepObject",
+    explode=True,
+    description="Label selector in bracket notation, repeatable: `label[site]=berlin&label[tier]=edge` (all must match).",
+)
+FRAME_CACHE_SECONDS = 5
+MULTIPART_SLACK_BYTES = 64 * 1024
+
+
+class DeviceLookupMixin:
+    """`{device}` is the UUID or the device_id; a device principal may address only itself."""
+
+    lookup_fields = ("id", "device_id")
+    lookup_url_kwarg = "device"
+    model = Device
+
+    def scoped_queryset(self):
+        queryset = selectors.device_queryset(organization=self.organization)
+        if self.principal.kind == "device":
+            queryset = queryset.filter(pk=self.principal.device.pk)
+        return queryset
+
+    def device(self):
+        principal = self.principal
+        if principal.kind == "device":  # already loaded by authentication: no query
+            value = self.kwargs[self.lookup_url_kwarg]
+            own = principal.device
+            if value == own.device_id or (is_uuid(value) and uuid.UUID(value) == own.id):
+                return own
+            raise NotFound("No such device.")
+        return self.get_object()
+
+
+class DeviceFacingMixin(DeviceLookupMixin):
+    """Endpoints a device calls with its own token (API keys and users may call them too)."""
+
+    principal_kinds = ("device", "api_key", "user")
+
+    def required_role(self, request):
+        if self.principal.kind == "device":
+            return None  # scoped to itself by DeviceLookupMixin
+        return super().required_role(request)
+
+
+class DeviceViewSet(DeviceLookupMixin, mixins.ListModelMixin, OrgScopedViewSet):
+    """Devices of the caller's organization."""
+
+    results_key = "devices"
+    pagination_class = DevicesPagination
+    serializer_class = s.DeviceSerializer
+    filterset_class = DeviceFilter
+    action_roles = {"destroy": Role.ADMIN}
+
+    @extend_schema(operation_id="devices_list", parameters=[LABEL_PARAM])
+    def required_role(self, request):
+        if self.principal.kind == "publishable_key":
+            return None  # only the register action admits these keys, for their own app
+        return super().required_role(request)
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self._serialize(page, many=True))
+
+    def _serialize(self, devices, many=False):
+        devices = list(devices) if many else [devices]
+        enrichments = registry.enrichments(organization=self.organization, devices=devices)
+        serializer = s.DeviceSerializer(devices, many=True, context={"enrichments": enrichments})
+        return serializer.data if many else serializer.data[0]
+
+    @extend_schema(
+        operation_id="devices_register",
+        request=s.DeviceRegisterSerializer,
+        responses={201: s.DeviceRegisteredSerializer, 200: s.DeviceRegisteredSerializer, 409: ErrorSerializer},
+        description="Register a device, or re-register it (200: same id, fields updated, a new api_key; the "
+        "previous token stops working). Revoked devices get 409.",
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="register",
+        filterset_class=None,
+        pagination_class=None,
+        principal_kinds=("api_key", "user", "publishable_key"),
+    )
+    def register(self, request):
+        data = dict(validated(s.DeviceRegisterSerializer, request.data))
+        platform = data.get("platform") or Device._meta.get_field("platform").default
+        data["app"], data["app_target"] = services.app_link_resolve(
+            organization=self.organization,
+            platform=platform,
+            app_slug=data.pop("app", None),
+            app_identifier=data.pop("app_identifier", None),
+            app=self.principal.extra.get("app") if self.principal.kind == "publishable_key" else None,
+        )
+        device, secret, created = services.device_register(
+            organization=self.organization, actor=self.principal.actor, **data
+        )
+        body = s.DeviceRegisteredSerializer(
+            {
+                "id": device.id,
+                "device_id": device.device_id,
+                "api_key": secret,
+                "platform": device.platform,
+                "status": device.status,
+                "created_at": device.created_at,
+            }
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(operation_id="devices_summary", responses=s.DeviceSummarySerializer)
+    @action(detail=False, methods=["get"], url_path="summary", filterset_class=None, pagination_class=None)
+    def summary(self, request):
+        summary = selectors.device_summary(organization=self.organization)
+        body = dict(s.DeviceSummarySerializer(summary).data)
+        body.update({key: value for key, value in summary.items() if key not in body})  # providers' extra fields
+        return Response(body)
+
+    @extend_schema(operation_id="devices_retrieve", parameters=[DEVICE_PARAM], responses=s.DeviceSerializer)
+    def retrieve(self, request, device=None):
+        return Response(self._serialize(self.device()))
+
+    @extend_schema(
+        operation_id="devices_update",
+        parameters=[DEVICE_PARAM],
+        request=s.DeviceUpdateSerializer,
+        responses={200: s.DeviceSerializer, 409: ErrorSerializer},
+    )
+    def partial_update(self, request, device=None):
+        target = self.device()
+        data = validated(s.DeviceUpdateSerializer, request.data)
+        target = services.device_update(device=target, actor=self.principal.actor, **data)
+        return Response(self._serialize(target))
+
+    @extend_schema(operation_id="devices_delete", parameters=[DEVICE_PARAM], responses={204: None, 409: ErrorSerializer})
+    def destroy(self, request, device=None):
+        services.device_delete(device=self.device(), actor=self.principal.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(operation_id="devices_revoke", parameters=[DEVICE_PARAM], request=None, responses=s.DeviceSerializer)
+    @action(detail=True, methods=["post"], url_path="revoke", filterset_class=None)
+    def revoke(self, request, device=None):
+        target = services.device_revoke(device=self.device(), actor=self.principal.actor)
+        return Response(self._serialize(target))
+
+
+class DeviceActivityView(DeviceLookupMixin, OrgScopedAPIView):
+    """The device's activity feed, newest first (`?order=asc` for chronological)."""
+
+    results_key = "events"
+    pagination_class = EventsPagination
+    serializer_class = s.DeviceRefSerializer
+
+    @extend_schema(
+        operation_id="devices_activity",
+        parameters=[
+            DEVICE_PARAM,
+            OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"], description="Default desc (newest first)."),
+        ],
+        responses=s.DeviceActivityEventSerializer(many=True),
+    )
+    def get(self, request, device):
+        target = self.device()
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise ValidationError({"order": ["Must be asc or desc."]})
+        events = selectors.device_activity(organization=self.organization, device=target, ascending=order == "asc")
+        return self.paginated(events, s.DeviceActivityEventSerializer)
+
+
+class DeviceUsersView(DeviceLookupMixin, OrgScopedAPIView):
+    """End users observed on the device, most recently seen first."""
+
+    results_key = "users"
+    pagination_class = UsersPagination
+    serializer_class = s.DeviceRefSerializer
+
+    @extend_schema(
+        operation_id="devices_users", parameters=[DEVICE_PARAM], responses=s.DeviceUserRefSerializer(many=True)
+    )
+    def get(self, request, device):
+        target = self.device()
+        return self.paginated(
+            selectors.device_users(organization=self.organization, device=target), s.DeviceUserRefSerializer
+        )
+
+
+class DeviceHeartbeatView(DeviceFacingMixin, OrgScopedAPIView):
+    """Hot path: credential function + token/device select + one UPDATE."""
+
+    serializer_class = s.HeartbeatResponseSerializer
+    defers_device_token_touch = True  # folded into the heartbeat's UPDATE
+    max_body_bytes = 256 * 1024  # 50 users and 37 metrics fit many times over
+
+    @extend_schema(
+        operation_id="devices_heartbeat",
+        parameters=[DEVICE_PARAM],
+        request=s.HeartbeatSerializer,
+        responses={200: s.HeartbeatResponseSerializer, 409: ErrorSerializer},
+    )
+    def put(self, request, device):
+        target = self.device()
+        data = validated(s.HeartbeatSerializer, request.data)
+        target = services.device_heartbeat(
+            device=target,
+            actor=self.principal.actor,
+            touch_token=self.principal.extra.get("device_token"),
+            **data,
+        )
+        body = {
+            "status": target.status,
+            "last_heartbeat": target.last_heartbeat,
+            "connectivity_status": target.connectivity_status,
+            "next_heartbeat_in_s": target.heartbeat_interval_s,
+            **registry.heartbeat_contributions(device=target, organization=self.organization),
+        }
+        return Response(s.HeartbeatResponseSerializer(body).data)
+
+
+class DeviceHealthView(DeviceFacingMixin, OrgScopedAPIView):
+    serializer_class = s.DeviceHealthSerializer
+
+    @extend_schema(
+        operation_id="devices_health",
+        parameters=[DEVICE_PARAM],
+        responses=s.DeviceHealthSerializer,
+        description="Connectivity, last heartbeat and latest metrics; later apps add fields (drift, failing "
+        "assignments) through the devices registry.",
+    )
+    def get(self, request, device):
+        target = self.device()
+        body = dict(s.DeviceHealthSerializer(target).data)
+        body.update(registry.health_contributions(device=target, organization=self.organization))
+        return Response(body)
+
+
+class DeviceFramesView(DeviceFacingMixin, OrgScopedAPIView):
+    serializer_class = s.FrameSerializer
+    parser_classes = [JpegParser, MultiPartParser]
+
+    @property
+    def max_body_bytes(self):
+        return settings.FRAME_MAX_BYTES + MULTIPART_SLACK_BYTES
+
+    @extend_schema(
+        operation_id="devices_frames_upload",
+        parameters=[DEVICE_PARAM],
+        request={"image/jpeg": OpenApiTypes.BINARY, "multipart/form-data": s.FrameUploadSerializer},
+        responses={201: s.FrameSerializer, 409: ErrorSerializer},
+        description="Upload the latest camera frame (JPEG, at most FRAME_MAX_BYTES, default 5 MB) as an "
+        "`image/jpeg` body or multipart field `frame`. Replaces the previous frame.",
+    )
+    def post(self, request, device):
+        target = self.device()
+        content = self._frame_bytes(request)
+        target = services.device_frame_upload(device=target, actor=self.principal.actor, content=content)
+        body = {
+            "captured_at": target.frame_captured_at,
+            "size_bytes": target.frame_size_bytes,
+            "width": target.frame_width,
+            "height": target.frame_height,
+        }
+        return Response(s.FrameSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _frame_bytes(request):
+        data = request.data  # 415 here for other content types
+        if isinstance(data, bytes):
+            return data
+        upload = request.FILES.get("frame") if hasattr(request, "FILES") else None
+        if upload is None:
+            raise ValidationError({"frame": ["Send the JPEG as an image/jpeg body or a multipart field `frame`."]})
+        if upload.size > settings.FRAME_MAX_BYTES:
+            limit = settings.FRAME_MAX_BYTES
+            raise PayloadTooLarge(f"A frame is at most {limit} bytes.", fields={"frame": [f"At most {limit} bytes."]})
+        return upload.read()
+
+
+class DeviceFrameLatestView(DeviceFacingMixin, OrgScopedAPIView):
+    serializer_class = s.FrameSerializer
+
+    @extend_schema(
+        operation_id="devices_frames_latest",
+        parameters=[
+            DEVICE_PARAM,
+            OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False),
+        ],
+        responses={
+            (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The latest frame."),
+            304: OpenApiResponse(description="Unchanged since the ETag sent in If-None-Match."),
+        },
+    )
+    def get(self, request, device):
+        target = self.device()
+        content = services.device_frame_read(device=target)
+        if content is None:
+            raise NotFound("This device has no frame.")
+        etag = f'"{target.frame_etag}"'
+        headers = {
+            "ETag": etag,
+            "Last-Modified": http_date(target.frame_captured_at.timestamp()),
+            "Cache-Control": f"private, max-age={FRAME_CACHE_SECONDS}",
+        }
+        if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
+            return HttpResponse(status=304, headers=headers)
+        return HttpResponse(content, content_type="image/jpeg", headers=headers)
+
+
+def _etag_matches(header, etag):
+    if not header:
+        return False
+    candidates = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+class EndUserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    """End users seen on the organization's devices (reported by agents)."""
+
+    results_key = "users"
+    pagination_class = UsersPagination
+    serializer_class = s.UserRefSerializer
+    lookup_url_kwarg = "user"
+
+    def scoped_queryset(self):
+        return selectors.end_user_queryset(organization=self.organization)
+
+    @extend_schema(
+        operation_id="users_retrieve",
+        parameters=[OpenApiParameter("user", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The end user's id.")],
+    )
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)

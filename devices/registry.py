@@ -1,0 +1,107 @@
+"""Contributions from apps above `devices` (deployments, training rounds, provisioning).
+
+`devices` never imports them: they register plain functions here from their AppConfig.ready().
+
+- heartbeat providers: ``fn(*, device, organization) -> dict`` with any of ``directives`` (a list,
+  concatenated across providers), ``pending_round_id`` and ``message`` (the first non-null wins).
+- health providers: ``fn(*, device, organization) -> dict`` of extra fields for ``/devices/{device}/health``.
+- summary providers: ``fn(*, organization) -> dict`` of extra fields (or overrides such as
+  ``enrollment_errors``) for ``/devices/summary``.
+- change listeners: ``fn(*, organization, device_ids)`` after devices were registered, changed
+  (labels, platform, status) or deleted, inside the same transaction (assignments stay exact).
+- revoke listeners: ``fn(*, device, at)`` inside the revoking transaction (certificates die with it).
+- enrichers: ``fn(*, organization, devices) -> {device id: {field: value}}`` for device list and
+  detail responses, one call per page (a fixed number of queries for any page size).
+
+Providers run on hot paths: keep them to a fixed, small number of queries.
+"""
+
+_heartbeat_providers = []
+_health_providers = []
+_summary_providers = []
+_change_listeners = []
+_revoke_listeners = []
+_enrichers = []
+
+
+def _register(registry, fn):
+    if fn not in registry:
+        registry.append(fn)
+    return fn
+
+
+def register_heartbeat_provider(fn):
+    return _register(_heartbeat_providers, fn)
+
+
+def register_health_provider(fn):
+    return _register(_health_providers, fn)
+
+
+def register_summary_provider(fn):
+    return _register(_summary_providers, fn)
+
+
+def register_change_listener(fn):
+    return _register(_change_listeners, fn)
+
+
+def register_revoke_listener(fn):
+    return _register(_revoke_listeners, fn)
+
+
+def register_enricher(fn):
+    return _register(_enrichers, fn)
+
+
+def unregister(fn):
+    for registry in (_heartbeat_providers, _health_providers, _summary_providers, _change_listeners,
+                     _revoke_listeners, _enrichers):
+        if fn in registry:
+            registry.remove(fn)
+
+
+def heartbeat_contributions(*, device, organization):
+    result = {"directives": [], "pending_round_id": None, "message": None}
+    for provider in _heartbeat_providers:
+        contribution = provider(device=device, organization=organization) or {}
+        result["directives"].extend(contribution.get("directives") or [])
+        for key in ("pending_round_id", "message"):
+            if result[key] is None and contribution.get(key) is not None:
+                result[key] = contribution[key]
+    return result
+
+
+def health_contributions(*, device, organization):
+    result = {}
+    for provider in _health_providers:
+        result.update(provider(device=device, organization=organization) or {})
+    return result
+
+
+def summary_contributions(*, organization):
+    result = {}
+    for provider in _summary_providers:
+        result.update(provider(organization=organization) or {})
+    return result
+
+
+def devices_changed(*, organization, device_ids):
+    device_ids = list(device_ids)
+    if device_ids:
+        for listener in _change_listeners:
+            listener(organization=organization, device_ids=device_ids)
+
+
+def device_revoked(*, device, at):
+    for listener in _revoke_listeners:
+        listener(device=device, at=at)
+
+
+def enrichments(*, organization, devices):
+    """{device id: {field: value}} merged from every enricher."""
+    result = {}
+    for enricher in _enrichers:
+        for device_id, fields in (enricher(organization=organization, devices=devices) or {}).items():
+            result.setdefault(device_id, {}).update(fields)
+    return result

@@ -1,0 +1,215 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from devices import registry
+from devices.models import Connectivity, Device, DeviceToken, EndUser
+from devices.tests.conftest import device_client
+from devices.tests.factories import registered_device
+from fleet.activity.models import ActivityEvent
+from fleet.tenancy import rls
+
+pytestmark = pytest.mark.django_db
+
+METRICS = {"cpu_usage_percent": 42.5, "memory_usage_percent": 61.0, "battery_level": 85, "fan_rpm": 1200}
+
+
+def beat(client, device_ref, body=None):
+    return client.put(f"/api/v1/devices/{device_ref}/heartbeat", body or {}, format="json")
+
+
+def events(verb):
+    with rls.bypass(reason="test"):
+        return list(ActivityEvent.objects.filter(verb=verb))
+
+
+def fresh(device):
+    with rls.bypass(reason="test"):
+        return Device.objects.get(pk=device.pk)
+
+
+def test_heartbeat_with_device_token(device, dclient):
+    response = beat(dclient, device.device_id, {"status": "active", "metrics": METRICS, "agent_version": "1.2.3"})
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "active"
+    assert body["connectivity_status"] == "online"
+    assert body["next_heartbeat_in_s"] == 60
+    assert body["directives"] == [] and body["pending_round_id"] is None and body["message"] is None
+    assert body["last_heartbeat"].endswith("Z")
+    row = fresh(device)
+    assert row.last_metrics == METRICS and row.agent_version == "1.2.3"
+    assert row.connectivity_status == Connectivity.ONLINE
+    # by UUID too
+    assert beat(dclient, str(device.id)).status_code == 200
+
+
+def test_heartbeat_replay_is_idempotent_and_records_transitions_only(device, dclient):
+    body = {"status": "active", "metrics": METRICS}
+    for _ in range(3):
+        assert beat(dclient, device.device_id, body).status_code == 200
+    first = fresh(device)
+    assert beat(dclient, device.device_id, body).status_code == 200
+    second = fresh(device)
+    assert second.last_metrics == first.last_metrics
+    assert second.updated_at == first.updated_at
+    assert second.last_heartbeat >= first.last_heartbeat
+    assert len(events("device.came_online")) == 1
+    assert events("device.status_changed") == []
+
+    assert beat(dclient, device.device_id, {"status": "inactive"}).status_code == 200
+    changed = events("device.status_changed")
+    assert len(changed) == 1 and changed[0].data["to"] == "inactive"
+    assert changed[0].actor_type == "device" and changed[0].actor_label == device.device_id
+    assert fresh(device).last_metrics == {}  # the latest payload is the current state
+
+
+def test_device_token_cannot_touch_another_device(org, other_org, device, dclient):
+    other = registered_device(org)
+    foreign = registered_device(other_org)
+    for ref in (other.device_id, str(other.id), foreign.device_id, str(foreign.id), "nope"):
+        response = beat(dclient, ref, {"status": "inactive"})
+        assert response.status_code == 404, ref
+        assert dclient.get(f"/api/v1/devices/{ref}/health").status_code == 404
+        assert dclient.post(f"/api/v1/devices/{ref}/frames", b"x", content_type="image/jpeg").status_code == 404
+    assert fresh(other).status == "active"
+
+
+def test_device_token_is_limited_to_device_endpoints(device, dclient):
+    assert dclient.get("/api/v1/devices").status_code == 403
+    assert dclient.get(f"/api/v1/devices/{device.device_id}").status_code == 403
+    assert dclient.post(f"/api/v1/devices/{device.device_id}/revoke").status_code == 403
+    assert dclient.get("/api/v1/api-keys").status_code == 403
+    assert dclient.get(f"/api/v1/devices/{device.device_id}/health").status_code == 200
+
+
+def test_broken_unknown_and_revoked_tokens_get_the_same_401(device, dclient, client_a, statements):
+    broken = device.secret[:-1] + ("A" if device.secret[-1] != "A" else "B")
+    with statements() as captured:
+        response = beat(device_client(broken), device.device_id)
+    assert response.status_code == 401
+    assert len(captured) == 0  # checksum rejected before any query
+    unknown = registered_device(device.organization).secret
+    with rls.bypass(reason="test"):
+        DeviceToken.objects.all().update(revoked_at=timezone.now())
+    for secret in (unknown, device.secret):
+        response = beat(device_client(secret), device.device_id)
+        assert response.status_code == 401
+        assert response.json() == {"error": "unauthorized", "message": "Invalid or expired credentials.", "fields": {}}
+
+
+def test_heartbeat_with_api_key(device, client_a, make_client, org):
+    assert beat(client_a, device.device_id, {"status": "active"}).status_code == 200
+    assert beat(make_client(org, role="viewer"), device.device_id).status_code == 403
+
+
+def test_heartbeat_on_revoked_device_conflicts(device, client_a):
+    client_a.post(f"/api/v1/devices/{device.device_id}/revoke")
+    assert beat(client_a, device.device_id).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"status": "revoked"}, "status"),
+        ({"status": 3}, "status"),
+        ({"metrics": []}, "metrics"),
+        ({"metrics": {"cpu_usage_percent": 101}}, "metrics.cpu_usage_percent"),
+        ({"metrics": {"battery_level": -1}}, "metrics.battery_level"),
+        ({"metrics": {"memory_usage_percent": "high"}}, "metrics.memory_usage_percent"),
+        ({"metrics": {"storage_free_bytes": -5}}, "metrics.storage_free_bytes"),
+        ({"metrics": {"storage_free_bytes": 1.5}}, "metrics.storage_free_bytes"),
+        ({"metrics": {"temperature_c": True}}, "metrics.temperature_c"),
+        ({"metrics": {"custom": "x"}}, "metrics.custom"),
+        ({"metrics": {"bad key!": 1}}, "metrics.bad key!"),
+        ({"metrics": {f"m{i}": i for i in range(33)}}, "metrics"),
+        ({"users": [{"username": "x"}]}, "users.0.user_key"),
+        ({"users": [{"user_key": f"u{i}"} for i in range(51)]}, "users"),
+        ({"agent_version": ["1"]}, "agent_version"),
+    ],
+)
+def test_heartbeat_rejects_bad_input(device, dclient, body, field):
+    response = beat(dclient, device.device_id, body)
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["fields"], response.json()
+    assert fresh(device).last_heartbeat is None
+
+
+def test_heartbeat_query_count(device, dclient, statements, monkeypatch):
+    """Authentication included: credential function + token/device select + one UPDATE.
+
+    Providers registered by other apps (deployments' directives, …) add their own statements: they
+    are measured in their apps, so this test runs with none."""
+    from django.db import connection
+
+    monkeypatch.setattr(registry, "_heartbeat_providers", [])
+
+    assert beat(dclient, device.device_id, {"status": "active", "metrics": METRICS}).status_code == 200
+    for due in (False, True):  # steady state, and again when the token's last-used time is due
+        if due:
+            with rls.bypass(reason="test"):
+                DeviceToken.objects.update(last_used_at=timezone.now() - timedelta(minutes=5))
+        with statements() as captured:
+            response = beat(dclient, device.device_id, {"status": "active", "metrics": METRICS})
+        assert response.status_code == 200
+        # The request's own transaction (ATOMIC_REQUESTS) is a SAVEPOINT inside the test's transaction
+        # (BEGIN/COMMIT in production); the service adds no savepoint of its own.
+        assert len(captured.transaction_control) == 2, captured.transaction_control
+        if connection.vendor == "postgresql":
+            assert len(captured) == 3, captured.sql
+        else:
+            assert len(captured) <= 3, captured.sql
+    with rls.bypass(reason="test"):
+        token = DeviceToken.objects.get(device=device, revoked_at__isnull=True)
+    assert token.last_used_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_heartbeat_users(org, device, dclient, client_a):
+    users = [
+        {"user_key": "mikechang", "username": "mikechang", "last_activity_at": "2026-02-24T21:23:53Z"},
+        {"user_key": "alice", "username": "alice"},
+    ]
+    assert beat(dclient, device.device_id, {"users": users}).status_code == 200
+    assert beat(dclient, device.device_id, {"users": users[:1]}).status_code == 200
+    with rls.bypass(reason="test"):
+        assert EndUser.objects.filter(organization=org).count() == 2
+    listed = client_a.get(f"/api/v1/devices/{device.device_id}/users").json()
+    assert listed["total"] == 2
+    mike = next(u for u in listed["users"] if u["user_key"] == "mikechang")
+    assert set(mike) == {"id", "username", "user_key", "last_activity", "enrolled_at", "last_seen_at"}
+    assert mike["last_activity"]["at"] == "2026-02-24T21:23:53Z"
+    assert mike["last_activity"]["desktop_at"] == "2026-02-24T21:23:53Z"
+    assert mike["last_activity"]["web_at"] is None
+
+    devices = client_a.get(f"/api/v1/devices?user_id={mike['id']}").json()
+    assert [d["id"] for d in devices["devices"]] == [str(device.id)]
+    assert client_a.get(f"/api/v1/users/{mike['id']}").json()["user_key"] == "mikechang"
+    assert client_a.get("/api/v1/users").json()["total"] == 2
+
+
+def test_providers_contribute_to_heartbeat_and_health(device, dclient):
+    def directives(*, device, organization):
+        return {"directives": [{"type": "sync"}], "pending_round_id": "round-18", "message": "Round 18 is waiting."}
+
+    def quiet(*, device, organization):
+        return {"directives": [{"type": "noop"}], "message": "ignored: the first message wins"}
+
+    def health(*, device, organization):
+        return {"drift": False, "failing_assignments": 0}
+
+    registry.register_heartbeat_provider(directives)
+    registry.register_heartbeat_provider(quiet)
+    registry.register_health_provider(health)
+    try:
+        body = beat(dclient, device.device_id).json()
+        assert body["directives"] == [{"type": "sync"}, {"type": "noop"}]
+        assert body["pending_round_id"] == "round-18"
+        assert body["message"] == "Round 18 is waiting."
+        health_body = dclient.get(f"/api/v1/devices/{device.device_id}/health").json()
+        assert health_body["drift"] is False and health_body["failing_assignments"] == 0
+        assert health_body["connectivity_status"] == "online"
+    finally:
+        for fn in (directives, quiet, health):
+            registry.unregister(fn)
+    assert beat(dclient, device.device_id).json()["directives"] == []
