@@ -15,8 +15,12 @@ from fleet.tenancy.models import Organization, OrgScopedModel
 
 
 class Platform(models.TextChoices):
+    """Where a device runs, and what an app target or a model variant is built for (one list)."""
+
+    PYTHON = "python"
     IOS = "ios"
     ANDROID = "android"
+    EDGE = "edge"
     WEB = "web"
     MACOS = "macos"
     WINDOWS = "windows"

@@ -313,6 +313,40 @@ MQTT_HOST = env("MQTT_HOST", "localhost")
 MQTT_PORT = env_int("MQTT_PORT", 8883)
 MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "fleet")
 
+# --- Capability orchestration (device classifier score weights, see docs/orchestration.md) ---------
+# score = quality·q + latency·ref/(ref + predicted_ms) + size·1/(1 + size_mb/size_ref_mb)
+CLASSIFIER_WEIGHTS = {
+    "quality": 0.5,
+    "latency": 0.35,
+    "size": 0.15,
+    "latency_ref_ms": 100.0,
+    "size_ref_mb": 500.0,
+    "min_improvement": 0.01,  # check-optimization: fleet-score gain needed to call a variant better
+}
+# Choice sets named once for the schema (field names such as "status" are shared across apps).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "PlatformEnum": "apps_catalog.models.Platform",
+    "DeviceStatusEnum": "devices.models.DeviceStatus",
+    "ConnectivityStatusEnum": "devices.models.Connectivity",
+    "DeviceStatusUpdateEnum": [("active", "active"), ("inactive", "inactive"), ("archived", "archived")],
+    "HeartbeatStatusEnum": [("active", "active"), ("inactive", "inactive")],
+    "RegistrationTokenStatusEnum": "provisioning.models.TokenStatus",
+    "EnrollmentStatusEnum": "provisioning.models.EnrollmentStatus",
+    "ExportScopeTypeEnum": "exports.models.ScopeType",
+    "ExportIncludeEnum": "exports.models.Include",
+    "ExportFormatEnum": "exports.models.Format",
+    "ExportStatusEnum": "exports.models.Status",
+    "FormatEnum": "apps_catalog.models.ModelFormat",
+    "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
+    "AssignmentStatusEnum": "deployments.models.AssignmentStatus",
+    "CommandStatusEnum": "deployments.models.CommandStatus",
+    "CommandTypeEnum": "deployments.models.CommandType",
+    "StrategyTypeEnum": "deployments.models.StrategyType",
+    "SlotCoverageStatusEnum": ["healthy", "degraded", "unconfigured", "no_targets"],
+    "TrainingRoundStatusEnum": "deployments.models.TrainingRoundStatus",
+    "RouteEnum": "deployments.models.Route",
+})
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,6 +7,13 @@ from fleet.api import health
 api_v1 = [
     path("", include("fleet.tenancy.api.urls")),
     path("", include("fleet.activity.api.urls")),
+    path("", include("provisioning.api.urls")),  # before devices: devices/{device} would capture devices/provision
+    path("", include("devices.api.urls")),
+    path("", include("deployments.api.urls")),
+    path("", include("deployments.api.orchestration_urls")),
+    path("", include("apps_catalog.api.urls")),
+    path("", include("telemetry.api.urls")),
+    path("", include("exports.api.urls")),
 ]
 
 urlpatterns = [

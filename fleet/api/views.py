@@ -43,6 +43,7 @@ class OrgScopedMixin:
     write_role = Role.OPERATOR
     action_roles = {}  # action (or HTTP method) -> role, overriding read_role / write_role
     max_body_bytes = None  # per-endpoint cap below the global MAX_REQUEST_BYTES
+    model = None  # for schema generation, when the serializer is not a ModelSerializer
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -79,7 +80,7 @@ class OrgScopedMixin:
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no organization
-            return self.get_serializer_class().Meta.model.objects.none()
+            return (self.model or self.get_serializer_class().Meta.model).objects.none()
         return self.scoped_queryset().filter(organization_id=self.organization.id)
 
     def get_object(self):

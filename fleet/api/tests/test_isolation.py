@@ -65,7 +65,7 @@ def is_public(callback):
 
 def methods(callback):
     if getattr(callback, "actions", None):
-        return sorted(callback.actions)
+        return sorted(m for m in callback.actions if m not in SKIPPED_METHODS)
     cls = view_class(callback)
     return sorted(m for m in cls.http_method_names if m not in SKIPPED_METHODS and hasattr(cls, m))
 
