@@ -79,7 +79,24 @@ def device_assignments(*, organization, devices):
 
 
 def devices_changed(*, organization, device_ids):
+    """Assignments follow the change now; capability profiles are recomputed after commit."""
+    from . import orchestrator
+
     assignments_refresh(organization=organization, device_ids=device_ids)
+    orchestrator.devices_changed(organization=organization, device_ids=device_ids)
+
+
+def groups_changed(*, organization, group_ids):
+    """Device groups were created, edited or deleted: re-materialize the live deployments naming them."""
+    wanted = {str(group_id) for group_id in group_ids}
+    affected = [
+        deployment
+        for deployment in Deployment.objects.filter(organization=organization).exclude(
+            status__in=(DeploymentStatus.CANCELLED, DeploymentStatus.ROLLED_BACK)
+        ).select_related("organization")
+        if wanted & {str(g) for g in (deployment.targeting or {}).get("device_group_ids") or []}
+    ]
+    assignments_refresh_for_deployments(organization=organization, deployments=affected)
 
 
 def connect():
@@ -95,4 +112,5 @@ def connect():
     registry.register_health_provider(health_fields)
     registry.register_enricher(device_assignments)
     registry.register_change_listener(devices_changed)
+    registry.register_group_change_listener(groups_changed)
     target_removed.connect(on_target_removed, dispatch_uid="deployments.on_target_removed")

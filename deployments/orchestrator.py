@@ -480,62 +480,81 @@ def capability_optimize(*, organization, app, capability, environment, actor, st
 
 
 # --- slot coverage health --------------------------------------------------------------------------------
-def app_health(*, organization, app):
-    """Per slot {capability, variant_id, target_devices, active_devices, coverage, status} and an overall
-    status, in four aggregate queries whatever the fleet size."""
-    slots = list(
-        CapabilitySlot.objects.filter(organization=organization, app=app).select_related("capability", "variant")
-        .order_by("capability__key")
+def _slot_status(*, variant_id, target, coverage):
+    if variant_id is None:
+        return "unconfigured"
+    if not target:
+        return "no_targets"
+    return "healthy" if coverage >= HEALTHY_COVERAGE else "degraded"
+
+
+def _overall(slots):
+    statuses = {slot["status"] for slot in slots}
+    return next((s for s in ("degraded", "unconfigured", "no_targets") if s in statuses),
+                "healthy" if slots else "unconfigured")
+
+
+def slot_coverage(*, apps, organization=None):
+    """{app id: {"app", "status", "slots": [{capability, variant_id, target_devices, active_devices,
+    coverage, status}]}} for any number of apps in four grouped aggregate queries (the API's health
+    endpoint and a list badge use the same numbers).
+
+    target_devices: the app's devices (app_devices); active_devices: distinct devices among them with an
+    in-rollout assignment in status installed or active of a live deployment of the app for the
+    slot's capability."""
+    apps = list(apps)
+    ids = [a.id for a in apps]
+    scope = {"organization": organization} if organization is not None else {}
+    slots = CapabilitySlot.objects.filter(app_id__in=ids, **scope).select_related("capability").order_by(
+        "app_id", "capability__key"
     )
-    devices = app_devices(organization=organization, app=app)
-    target = devices.count()
+    targets = dict(
+        Device.objects.filter(app_target__app_id__in=ids, status__in=ELIGIBLE_STATUSES, **scope)
+        .values("app_target__app_id").annotate(n=Count("pk")).values_list("app_target__app_id", "n")
+    )
     live = {}
-    for deployment in (
-        Deployment.objects.filter(organization=organization, app=app, status__in=LIVE_STATUSES)
-        .order_by(F("started_at").desc(nulls_last=True))
-        .values("capability_id", "variant_id")
+    for row in (
+        Deployment.objects.filter(app_id__in=ids, status__in=LIVE_STATUSES, **scope)
+        .order_by(F("started_at").desc(nulls_last=True), "-created_at")
+        .values("app_id", "capability_id", "variant_id")
     ):
-        live.setdefault(deployment["capability_id"], deployment["variant_id"])
-    active = dict(
-        DeviceAssignment.objects.filter(
-            organization=organization,
-            deployment__app=app,
+        live.setdefault((row["app_id"], row["capability_id"]), row["variant_id"])
+    active = {
+        (row["deployment__app_id"], row["deployment__capability_id"]): row["n"]
+        for row in DeviceAssignment.objects.filter(
+            deployment__app_id__in=ids,
             deployment__status__in=LIVE_STATUSES,
             in_rollout=True,
             status__in=COVERED_STATUSES,
-            device__in=devices,
+            device__status__in=ELIGIBLE_STATUSES,
+            device__app_target__app_id=F("deployment__app_id"),
+            **scope,
         )
-        .values("deployment__capability_id")
+        .values("deployment__app_id", "deployment__capability_id")
         .annotate(n=Count("device", distinct=True))
-        .values_list("deployment__capability_id", "n")
-    )
-    result = []
+    }
+    result = {a.id: {"app": a.slug, "status": "unconfigured", "slots": []} for a in apps}
     for slot in slots:
-        variant_id = live.get(slot.capability_id) or slot.variant_id
-        active_n = active.get(slot.capability_id, 0)
+        target = targets.get(slot.app_id, 0)
+        variant_id = live.get((slot.app_id, slot.capability_id)) or slot.variant_id
+        active_n = active.get((slot.app_id, slot.capability_id), 0)
         coverage = round(active_n / target, 4) if target else 0.0
-        if variant_id is None:
-            status = "unconfigured"
-        elif not target:
-            status = "no_targets"
-        elif coverage >= HEALTHY_COVERAGE:
-            status = "healthy"
-        else:
-            status = "degraded"
-        result.append({
+        result[slot.app_id]["slots"].append({
             "capability": slot.capability.key,
             "variant_id": str(variant_id) if variant_id else None,
             "target_devices": target,
             "active_devices": active_n,
             "coverage": coverage,
-            "status": status,
+            "status": _slot_status(variant_id=variant_id, target=target, coverage=coverage),
         })
-    statuses = {r["status"] for r in result}
-    overall = next(
-        (s for s in ("degraded", "unconfigured", "no_targets") if s in statuses),
-        "healthy" if result else "unconfigured",
-    )
-    return {"app": app.slug, "status": overall, "slots": result}
+    for entry in result.values():
+        entry["status"] = _overall(entry["slots"])
+    return result
+
+
+def app_health(*, organization, app):
+    """GET /apps/{slug}/health: one app's slot coverage (see slot_coverage)."""
+    return slot_coverage(apps=[app], organization=organization)[app.id]
 
 
 # --- recompute scheduling ----------------------------------------------------------------------------------

@@ -358,3 +358,19 @@ def test_catalog_changes_enqueue_one_recompute_per_organization_per_transaction(
         crafted_capability(org, [ANDROID_GOOD, IOS_ONLY, EVERYWHERE_WEAK])
     scheduled = [getattr(c, "fleet_catalog_org", None) for c in callbacks]
     assert scheduled == [str(org.id)]
+
+
+def test_slot_coverage_for_many_apps_in_constant_queries(org, org_context, django_assert_max_num_queries):
+    org_context(org)
+    vision = ModelCapability.objects.get(key="vision")
+    apps = []
+    for active in (4, 2, 0):
+        app, devices = app_with_fleet(org, midrange=4)
+        CapabilitySlotFactory(organization=org, app=app, capability=vision)
+        covered(org, app, devices, vision, active)
+        apps.append(app)
+    apps.append(AppFactory(organization=org))
+    with django_assert_max_num_queries(4):
+        coverage = orchestrator.slot_coverage(apps=apps, organization=org)
+    assert [coverage[a.id]["status"] for a in apps] == ["healthy", "degraded", "degraded", "unconfigured"]
+    assert [coverage[a.id]["slots"][0]["active_devices"] for a in apps[:3]] == [4, 2, 0]
