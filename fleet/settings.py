@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "bench",
 ]
 
 MIDDLEWARE = [
@@ -124,6 +125,10 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Server-side binding lets psycopg prepare statements a connection repeats (hot paths then skip
+    # planning, which costs more than executing an indexed lookup under row-level security).
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
     if env_bool("DB_POOL", not TESTING):
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DB_POOL_MIN", 2),
@@ -218,6 +223,15 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 FRAME_MAX_BYTES = env_int("FRAME_MAX_BYTES", 5 * 1024 * 1024)
 # Readings ingest (POST /readings/batch): most items per request (more: 413).
 READINGS_BATCH_MAX = env_int("READINGS_BATCH_MAX", 10_000)
+# JSON bodies (docs/security.md): default cap per endpoint (413 above; endpoints may set their own), the
+# readings batch cap, nesting depth and string length (400 above).
+JSON_MAX_BYTES = env_int("JSON_MAX_BYTES", 1024 * 1024)
+READINGS_BATCH_MAX_BYTES = env_int("READINGS_BATCH_MAX_BYTES", 4 * 1024 * 1024)
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 32)
+JSON_MAX_STRING_LENGTH = env_int("JSON_MAX_STRING_LENGTH", 64 * 1024)
+# Failed admin logins allowed per username and client address per window (fleet/tenancy/admin_site.py).
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5)
+ADMIN_LOGIN_WINDOW_S = env_int("ADMIN_LOGIN_WINDOW_S", 15 * 60)
 # Exports (docs/exports.md): longest range, concurrent jobs per organization, download URL and file lifetimes,
 # and how long a RUNNING job may go without a heartbeat before the sweeper re-queues it.
 EXPORT_MAX_RANGE_DAYS = env_int("EXPORT_MAX_RANGE_DAYS", 400)
@@ -250,7 +264,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["fleet.api.parsers.BoundedJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.LimitOffsetPagination",
     "DEFAULT_SCHEMA_CLASS": "fleet.api.schema.AutoSchema",
@@ -289,7 +303,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "DISABLE_ERRORS_AND_WARNINGS": False,
     "ENUM_NAME_OVERRIDES": {},
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "fleet.api.schema.postprocess_query_parameters",
+    ],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     # Swagger UI and ReDoc assets are served from the sidecar package: no CDN needed.
@@ -297,6 +314,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# Reference views for the benchmarks (bench/views.py), mounted under /bench/ only when set.
+BENCH_VIEWS = env_bool("BENCH_VIEWS", False)
 
 # API keys: "last_used_at" is written at most this often, to keep reads cheap.
 CREDENTIAL_LAST_USED_RESOLUTION_S = 60

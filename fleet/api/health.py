@@ -1,5 +1,6 @@
 """Unauthenticated liveness and readiness probes for load balancers and orchestrators."""
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
@@ -31,7 +32,8 @@ def _check_database():
 
 def _check_broker():
     try:
-        with celery_app.connection_for_write() as conn:
+        # A fresh connection to the configured broker, outside Celery's shared producer pool.
+        with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:  # noqa: BLE001
         return f"error: {type(exc).__name__}"
