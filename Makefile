@@ -25,6 +25,12 @@ run: migrate
 test: venv
 	@scripts/test.sh $(ARGS)
 
+bench: venv
+	$(PY) -m bench.run --mode full
+
+bench-quick: venv
+	$(PY) -m bench.run --mode quick
+
 schema: venv
 	$(PY) manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
 

@@ -1,0 +1,500 @@
+"""`make bench` / `make bench-quick`: the hot paths, each as a ratio against a reference measured
+in the same run, interleaved (A B A B …, median of the pairs).
+
+    python -m bench.run [--mode full|quick|smoke] [--port 8199]
+
+Needs PostgreSQL (PG_ADMIN_URL, default postgres@127.0.0.1) and Redis (REDIS_URL, default db 13).
+It recreates its own database (PG_DATABASE, default fleet_bench), migrates it, seeds a fleet with
+set-based SQL, serves the app with gunicorn and fleet/gunicorn_conf.py (the `make run`
+configuration), and drives it from a separate load-generator process (bench/loadgen.py).
+Results: one line per benchmark on stdout and bench/results/latest.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+SIZES = {
+    #         devices  tokens  readings/device  pairs  seconds/run  export readings cap
+    "full": dict(devices=100_000, tokens=10_000, readings=10, pairs=3, seconds=5.0, small_export=100_000),
+    "quick": dict(devices=20_000, tokens=2_000, readings=5, pairs=3, seconds=2.0, small_export=10_000),
+    "smoke": dict(devices=300, tokens=40, readings=3, pairs=1, seconds=0.5, small_export=100),
+}
+TARGETS = {
+    "heartbeat": (">=", 0.5),
+    "device_list": (">=", 0.6),
+    "sync_unchanged": (">=", 0.7),
+    "desired_state_304": (">=", 0.9),
+    "readings_ingest": (">=", 0.25),
+    "export": ("<=", 2.5),
+    "export_rss_1m_vs_100k": ("<=", 1.2),
+    "materialize": ("<=", 1.5),
+}
+
+
+# --- environment -----------------------------------------------------------------------------------------
+def prepare_environment(database):
+    """Recreate the bench database, point this process (and the server) at it, then set Django up."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import pg_setup
+    import psycopg
+
+    pg_setup.DATABASE = database
+    with psycopg.connect(pg_setup.ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    pg_setup.setup()
+    os.environ.update(
+        {
+            "DATABASE_URL": pg_setup.url(pg_setup.RUNTIME),
+            "MIGRATION_DATABASE_URL": pg_setup.url(pg_setup.OWNER),
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+            "DJANGO_SETTINGS_MODULE": "fleet.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-" + "x" * 40),
+            "BENCH_VIEWS": "1",
+            "ACCESS_LOG": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+            "SECURE_COOKIES": "0",
+            "SECURE_HSTS_SECONDS": "0",
+            "VAR_DIR": str(ROOT / "var" / "bench"),
+            # Rate limits are a separate concern (issue 11): lift them so they never cap a figure.
+            **{f"RATE_LIMIT_{kind}": "1000000000/60" for kind in ("API_KEY", "USER", "DEVICE", "APP_KEY",
+                                                                  "PUBLISHABLE_KEY", "ANONYMOUS")},
+        }
+    )
+    import django
+
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    call_command("migrate", verbosity=0)
+
+
+def admin_connection():
+    """The reference COPYs run as the PostgreSQL superuser: COPY FROM is refused under row-level
+    security, which is also why the ingest path itself is INSERT … SELECT FROM unnest(…)."""
+    import psycopg
+    from django.conf import settings
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import pg_setup
+
+    return psycopg.connect(pg_setup.ADMIN_URL.rsplit("/", 1)[0] + "/" + settings.DATABASES["default"]["NAME"])
+
+
+# --- measuring ---------------------------------------------------------------------------------------------
+def loadgen(spec):
+    """Run the load generator in its own process; returns its JSON report."""
+    result = subprocess.run([PY, "-m", "bench.loadgen"], input=json.dumps(spec), capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    return json.loads(result.stdout)
+
+
+def interleaved(subject, reference, pairs, higher_is_better=True):
+    """A B A B …: per-pair ratios and their median (subject / reference)."""
+    a_values, b_values, ratios = [], [], []
+    for _ in range(pairs):
+        a = subject()
+        b = reference()
+        a_values.append(a)
+        b_values.append(b)
+        ratios.append(a / b if b else 0.0)
+    return statistics.median(ratios), statistics.median(a_values), statistics.median(b_values)
+
+
+def verdict(name, ratio):
+    op, target = TARGETS[name]
+    ok = ratio >= target if op == ">=" else ratio <= target
+    return target, "pass" if ok else "FAIL"
+
+
+class Server:
+    """gunicorn with the `make run` configuration, on loopback."""
+
+    def __init__(self, port):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = None
+
+    def __enter__(self):
+        env = {**os.environ, "BIND": f"127.0.0.1:{self.port}"}
+        self.process = subprocess.Popen(
+            [PY, "-m", "gunicorn", "fleet.wsgi:application", "--config", "fleet/gunicorn_conf.py"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start: " + self.process.stderr.read(2000).decode())
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+# --- the benchmarks -------------------------------------------------------------------------------------------
+def sql_statements(fn):
+    """Statements a request runs, transaction control excluded."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        fn()
+    skip = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].upper().startswith(skip)]
+
+
+def bench_heartbeat(ctx, size):
+    body = json.dumps({"status": "active", "metrics": {"cpu_usage_percent": 12.5, "battery_level": 80}})
+    requests = [
+        [f"/api/v1/devices/{uuid}/heartbeat", {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}, body]
+        for uuid, _, secret in ctx["tokens"]
+    ]
+    spec = dict(url=ctx["server"].url, method="PUT", requests=requests, connections=8, duration_s=size["seconds"])
+    ping = dict(url=ctx["server"].url, method="GET", requests=[["/bench/ping", {}, ""]], connections=8,
+                duration_s=size["seconds"])
+    runs = {"subject": [], "reference": []}
+
+    def subject():
+        report = loadgen(spec)
+        runs["subject"].append(report)
+        return report["rps"]
+
+    def reference():
+        report = loadgen(ping)
+        runs["reference"].append(report)
+        return report["rps"]
+
+    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    from django.test import Client
+
+    uuid, _, secret = ctx["tokens"][0]
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    statements = sql_statements(
+        lambda: client.put(f"/api/v1/devices/{uuid}/heartbeat", body, content_type="application/json")
+    )
+    ctx["heartbeat_rps"] = a
+    cpu = statistics.median(r["cpu_seconds"] / r["seconds"] for r in runs["subject"])
+    return dict(name="heartbeat", ratio=ratio, subject=a, reference=b, unit="req/s",
+                extra={"sql_statements": len(statements), "statements": statements,
+                       "loadgen_cpu_share": round(cpu, 2),
+                       "errors": sum(r["errors"] for r in runs["subject"])})
+
+
+def bench_device_list(ctx, size):
+    auth = {"Authorization": f"Bearer {ctx['api_key']}"}
+    spec = dict(url=ctx["server"].url, method="GET", connections=4, duration_s=size["seconds"],
+                requests=[[f"/api/v1/devices?label[site]=site-{i}&limit=100", auth, ""] for i in range(10)])
+    ref = dict(url=ctx["server"].url, method="GET", connections=4, duration_s=size["seconds"],
+               requests=[[f"/bench/devices?org={ctx['org'].slug}&site=site-{i}&limit=100", {}, ""] for i in range(10)])
+    ratio, a, b = interleaved(lambda: loadgen(spec)["rps"], lambda: loadgen(ref)["rps"], size["pairs"])
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=auth["Authorization"])
+    counts = {limit: len(sql_statements(lambda limit=limit: client.get("/api/v1/devices", {"label[site]": "site-1", "limit": limit})))
+              for limit in (10, 1000)}
+    return dict(name="device_list", ratio=ratio, subject=a, reference=b, unit="req/s",
+                extra={"queries_limit_10": counts[10], "queries_limit_1000": counts[1000]})
+
+
+def bench_sync(ctx, size):
+    headers = lambda secret: {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}  # noqa: E731
+    sync = dict(url=ctx["server"].url, method="POST", connections=8, duration_s=size["seconds"],
+                requests=[[f"/api/v1/devices/{u}/sync", headers(s), json.dumps({"known_revision": ctx["revisions"][u]})]
+                          for u, _, s in ctx["tokens"]])
+    desired = dict(url=ctx["server"].url, method="GET", connections=8, duration_s=size["seconds"],
+                   requests=[[f"/api/v1/devices/{u}/desired-state",
+                              {**headers(s), "If-None-Match": f'"{u}-{ctx["revisions"][u]}"'}, ""]
+                             for u, _, s in ctx["tokens"]])
+    body = json.dumps({"status": "active"})
+    heartbeat = dict(url=ctx["server"].url, method="PUT", connections=8, duration_s=size["seconds"],
+                     requests=[[f"/api/v1/devices/{u}/heartbeat", headers(s), body] for u, _, s in ctx["tokens"]])
+    statuses = {}
+
+    def run(spec, key):
+        report = loadgen(spec)
+        statuses.setdefault(key, []).append(report["status_counts"])
+        return report["rps"]
+
+    sync_ratio, sync_rps, hb1 = interleaved(lambda: run(sync, "sync"), lambda: run(heartbeat, "hb"), size["pairs"])
+    ds_ratio, ds_rps, hb2 = interleaved(lambda: run(desired, "desired"), lambda: run(heartbeat, "hb"), size["pairs"])
+    return [
+        dict(name="sync_unchanged", ratio=sync_ratio, subject=sync_rps, reference=hb1, unit="req/s",
+             extra={"status_counts": statuses["sync"][-1]}),
+        dict(name="desired_state_304", ratio=ds_ratio, subject=ds_rps, reference=hb2, unit="req/s",
+             extra={"status_counts": statuses["desired"][-1]}),
+    ]
+
+
+def bench_readings(ctx, size):
+    """Readings/s committed through POST /readings/batch (1,000 per request, 4 clients) vs COPY."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleet.tenancy import rls
+    from telemetry.models import Reading
+
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    tokens = ctx["tokens"][: max(4, min(200, len(ctx["tokens"])))]
+    offsets = {"next": 0}
+
+    def bodies(count):
+        result = []
+        for n in range(count):
+            uuid, _, secret = tokens[n % len(tokens)]
+            start = offsets["next"]
+            offsets["next"] += 1000
+            readings = [{"metric": "load", "ts": (base + timedelta(seconds=start + i)).isoformat(), "value": i * 0.5}
+                        for i in range(1000)]
+            result.append(["/api/v1/readings/batch",
+                           {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+                           json.dumps({"readings": readings})])
+        return result
+
+    def count():
+        with rls.organization_context(org_id=ctx["org"].id):
+            return Reading.objects.filter(metric="load").count()
+
+    last = {}
+
+    def subject():
+        before = count()
+        report = loadgen(dict(url=ctx["server"].url, method="POST", connections=4, duration_s=size["seconds"],
+                              requests=bodies(int(400 * size["seconds"]))))
+        last["rows"] = count() - before
+        return last["rows"] / report["seconds"]
+
+    def reference():
+        rows = last["rows"] or 1000
+        device_ids = [t[0] for t in tokens]
+        import uuid as uuidlib
+
+        start = time.perf_counter()
+        with admin_connection() as conn, conn.cursor() as cursor:
+            with cursor.copy(f"COPY {Reading._meta.db_table} (id, org_id, device_id, metric, ts, value) FROM STDIN") as copy:
+                for i in range(rows):
+                    copy.write_row((uuidlib.uuid4(), ctx["org"].id, device_ids[i % len(device_ids)], "copy",
+                                    base + timedelta(seconds=offsets["next"] + i), i * 0.5))
+        offsets["next"] += rows
+        return rows / (time.perf_counter() - start)
+
+    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    return dict(name="readings_ingest", ratio=ratio, subject=a, reference=b, unit="readings/s")
+
+
+def bench_export(ctx, size):
+    """Wall time of an export job (task start → object stored) vs COPY of the same SELECT, drained."""
+    from datetime import timedelta
+
+    from django.db import connection
+
+    from exports import services as export_services
+    from fleet.activity.services import SYSTEM
+    from fleet.tenancy import rls
+
+    from . import seed
+
+    start, end = seed.reading_window(per_device=size["readings"])
+
+    def make_job(end_at):
+        with rls.organization_context(org_id=ctx["org"].id):
+            job = export_services.export_create(
+                organization=ctx["org"], actor=SYSTEM, scope_type="ORGANIZATION", ts_from=start, ts_to=end_at,
+                includes=["READINGS"],
+            )
+            return job.id
+
+    def probe(job_id):
+        out = subprocess.run([PY, "-m", "bench.export_probe", str(job_id), str(ctx["org"].id)],
+                             capture_output=True, text=True, cwd=ROOT, env=os.environ, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    runs = []
+
+    def subject():
+        result = probe(make_job(end))
+        runs.append(result)
+        return result["seconds"]
+
+    def reference():
+        began = time.perf_counter()
+        with rls.organization_context(org_id=ctx["org"].id):
+            with connection.cursor() as cursor:
+                query = (
+                    "COPY (SELECT r.ts, r.device_id, d.device_id, r.metric, r.value FROM telemetry_reading r "
+                    "JOIN devices_device d ON d.id = r.device_id WHERE r.ts >= %s AND r.ts < %s ORDER BY r.ts) "
+                    "TO STDOUT (FORMAT csv)"
+                )
+                with cursor.copy(query, [start, end]) as copy:
+                    for _ in copy:
+                        pass
+        return time.perf_counter() - began
+
+    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    # Memory: the same export over about a tenth of the rows (every device has one reading a minute).
+    minutes = max(1, size["small_export"] // max(1, ctx["devices"]))
+    small = probe(make_job(start + timedelta(minutes=minutes + 1)))
+    rss_ratio = runs[-1]["maxrss_kb"] / small["maxrss_kb"]
+    return [
+        dict(name="export", ratio=ratio, subject=a, reference=b, unit="s",
+             extra={"readings": runs[-1]["readings"], "maxrss_kb": runs[-1]["maxrss_kb"]}),
+        dict(name="export_rss_1m_vs_100k", ratio=rss_ratio, subject=runs[-1]["maxrss_kb"],
+             reference=small["maxrss_kb"], unit="KB", extra={"small_readings": small["readings"]}),
+    ]
+
+
+def bench_materialize(ctx, size):
+    """Start a deployment targeting every device (assignments committed) vs COPY of as many rows."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from deployments import services as deployment_services
+    from deployments.models import DeviceAssignment
+    from deployments.tests.factories import public_variant
+    from devices.models import Device
+    from fleet.activity.services import SYSTEM
+    from fleet.tenancy import rls
+
+    def new_deployment():
+        from apps_catalog.models import ModelCapability
+
+        return deployment_services.deployment_create(
+            organization=ctx["org"], actor=SYSTEM, capability=ModelCapability.objects.get(key="vision"),
+            variant=public_variant(index=2), targeting={"selector": {}}, strategy={"type": "staged", "stages": [50, 100]},
+            environment="staging",
+        )
+
+    def subject():
+        with rls.organization_context(org_id=ctx["org"].id):
+            deployment = new_deployment()
+        began = time.perf_counter()
+        with rls.organization_context(org_id=ctx["org"].id):
+            deployment_services.deployment_start(deployment=deployment, actor=SYSTEM)
+        seconds = time.perf_counter() - began
+        with rls.organization_context(org_id=ctx["org"].id):
+            DeviceAssignment.objects.filter(deployment=deployment).delete()
+        return seconds
+
+    def reference():
+        with rls.organization_context(org_id=ctx["org"].id):
+            deployment = new_deployment()
+            device_ids = list(Device.objects.filter(organization=ctx["org"]).values_list("id", flat=True))
+        now = timezone.now()
+        began = time.perf_counter()
+        with admin_connection() as conn, conn.cursor() as cursor:
+            columns = "org_id, deployment_id, device_id, source, bucket, in_rollout, status, error, updated_at"
+            with cursor.copy(f"COPY {DeviceAssignment._meta.db_table} ({columns}) FROM STDIN") as copy:
+                for device_id in device_ids:
+                    copy.write_row((ctx["org"].id, deployment.id, device_id, "selector", 7, True, "pending", "", now))
+        seconds = time.perf_counter() - began
+        with rls.organization_context(org_id=ctx["org"].id), transaction.atomic():
+            DeviceAssignment.objects.filter(deployment=deployment).delete()
+        return seconds
+
+    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    return dict(name="materialize", ratio=ratio, subject=a, reference=b, unit="s", extra={"devices": ctx["devices"]})
+
+
+# --- orchestration ---------------------------------------------------------------------------------------------
+def setup_fleet(size):
+    from deployments import control
+    from deployments import services as deployment_services
+    from deployments.tests.factories import public_variant
+    from fleet.activity.services import SYSTEM
+    from fleet.tenancy import rls, services
+
+    from . import seed
+
+    org = services.organization_create(slug="bench", name="Bench")
+    facts = {}
+    with rls.organization_context(org_id=org.id):
+        facts["seed_devices_s"] = round(seed.seed_devices(organization=org, count=size["devices"]), 2)
+        tokens = seed.seed_tokens(organization=org, limit=size["tokens"])
+        began = time.perf_counter()
+        facts["readings"] = seed.seed_readings(organization=org, per_device=size["readings"])
+        facts["seed_readings_s"] = round(time.perf_counter() - began, 2)
+        _, api_key = services.api_key_create(organization=org, name="bench")
+        from apps_catalog.models import ModelCapability
+
+        deployment = deployment_services.deployment_create(
+            organization=org, actor=SYSTEM, capability=ModelCapability.objects.get(key="vision"),
+            variant=public_variant(), targeting={"selector": {}}, strategy={"type": "all_at_once"},
+            environment="production",
+        )
+        deployment_services.deployment_start(deployment=deployment, actor=SYSTEM)
+    seed.analyze()
+    revisions = {}
+    from devices.models import Device
+
+    for uuid, _, _ in tokens:
+        with rls.organization_context(org_id=org.id):
+            device = Device.objects.get(pk=uuid)
+            desired, _, _ = control.desired_state(device=device, organization=org)
+            revisions[uuid] = desired["revision"]
+    return {"org": org, "tokens": tokens, "api_key": api_key, "revisions": revisions, "devices": size["devices"],
+            "facts": facts}
+
+
+def machine_facts():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+    return {"cores": os.cpu_count(), "python": platform.python_version(), "postgresql": pg,
+            "platform": platform.platform(), "gunicorn": "fleet/gunicorn_conf.py (WEB_CONCURRENCY x WEB_THREADS)",
+            "web_concurrency": os.environ.get("WEB_CONCURRENCY", "2"), "web_threads": os.environ.get("WEB_THREADS", "4")}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=SIZES, default="full")
+    parser.add_argument("--port", type=int, default=8199)
+    parser.add_argument("--database", default=os.environ.get("PG_DATABASE_BENCH", "fleet_bench"))
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latest.json"))
+    parser.add_argument("--only", nargs="*", help="benchmark names to run")
+    args = parser.parse_args(argv)
+    size = SIZES[args.mode]
+    began = time.time()
+    prepare_environment(args.database)
+    ctx = setup_fleet(size)
+    results = []
+    benchmarks = {"heartbeat": bench_heartbeat, "device_list": bench_device_list, "sync": bench_sync,
+                  "readings_ingest": bench_readings, "export": bench_export, "materialize": bench_materialize}
+    with Server(args.port) as server:
+        ctx["server"] = server
+        for name, fn in benchmarks.items():
+            if args.only and name not in args.only:
+                continue
+            produced = fn(ctx, size)
+            for result in produced if isinstance(produced, list) else [produced]:
+                result["target"], result["verdict"] = verdict(result["name"], result["ratio"])
+                results.append(result)
+                print(f"{result['name']}: ratio={result['ratio']:.2f} subject={result['subject']:.2f} "
+                      f"reference={result['reference']:.2f} target={TARGETS[result['name']][0]}{result['target']} "
+                      f"{result['verdict']}", flush=True)
+    report = {"mode": args.mode, "machine": machine_facts(), "setup": ctx["facts"], "sizes": size,
+              "seconds": round(time.time() - began, 1), "results": results}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+if __name__ == "__main__":
+    main()

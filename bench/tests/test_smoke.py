@@ -1,0 +1,31 @@
+"""The benchmark harness on tiny data, so it cannot rot (timings are not checked here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
+    output = tmp_path / "latest.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--mode", "smoke", "--port", "8196", "--database", "fleet_bench_smoke",
+         "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    names = {r["name"] for r in report["results"]}
+    assert names == {"heartbeat", "device_list", "sync_unchanged", "desired_state_304", "readings_ingest", "export",
+                     "export_rss_1m_vs_100k", "materialize"}
+    for line in result.stdout.splitlines():
+        assert " ratio=" in line and line.endswith(("pass", "FAIL"))
+    heartbeat = next(r for r in report["results"] if r["name"] == "heartbeat")
+    assert heartbeat["extra"]["sql_statements"] >= 3 and heartbeat["extra"]["errors"] == 0
+    assert report["machine"]["cores"] >= 1 and report["machine"]["postgresql"]
