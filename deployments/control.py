@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps_catalog.models import CapabilitySlot, InferenceConfig
+from devices import services as device_services
 from fleet.activity import services as activity
 from fleet.errors import Invalid
 
@@ -159,6 +160,7 @@ def command_create(*, device, organization, actor, type, payload=None, expires_i
         created_by=actor.label,
         expires_at=timezone.now() + timedelta(seconds=expires_in_s),
     )
+    device_services.devices_attention(organization=organization, device_ids=[device.id])
     activity.record(
         organization=organization,
         actor=actor,
@@ -214,8 +216,6 @@ def commands_expire(*, now=None):
 def device_sync(*, device, organization, actor, known_revision=None, observed_state=None, inventory=None,
                 acked_directives=None, now=None):
     """Seed 000's unified call: report, acknowledge, and receive desired state and directives."""
-    from devices import services as device_services
-
     now = now or timezone.now()
     if inventory:
         device_services.device_inventory_update(device=device, actor=actor, inventory=inventory)

@@ -4,7 +4,7 @@ by a label selector); while it is open, a targeted device that has not participa
 its sync response."""
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from devices.label_selector import matches, selector_q, validate_selector
@@ -53,6 +53,12 @@ def training_round_create(*, organization, actor, app, capability, target_select
         created_by=actor.label,
     )
     training_round.organization = organization
+    # Its targets learn about it in their next heartbeat (one set-based UPDATE).
+    from devices.label_selector import selector_q
+    from devices.services import devices_attention
+
+    devices_attention(organization=organization, queryset=app_devices(organization=organization, app=app).filter(
+        selector_q(selector) or Q()))
     _record(training_round=training_round, actor=actor, verb="training_round.created")
     return training_round
 

@@ -1,5 +1,6 @@
 """Operator console for devices. Actions call the same services as the API."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponse
 from django.urls import path, reverse
@@ -11,9 +12,11 @@ from fleet.errors import DomainError
 from fleet.tenancy.admin_site import OrgScopedAdmin
 
 from . import selectors, services
-from .models import Device, DeviceToken, DeviceUser, EndUser
+from .label_selector import validate_selector
+from .models import Device, DeviceGroup, DeviceGroupMembership, DeviceToken, DeviceUser, EndUser, GroupKind, Platform
 
 RECENT_EVENTS = 20
+MEMBERS_SHOWN = 50
 
 
 def admin_actor(request):
@@ -161,3 +164,92 @@ class EndUserAdmin(OrgScopedAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class DeviceGroupForm(forms.ModelForm):
+    """The selector as editable JSON, validated by the same rules as the API."""
+
+    class Meta:
+        model = DeviceGroup
+        fields = ["organization", "name", "slug", "description", "kind", "selector"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind") or GroupKind.DYNAMIC
+        if self.instance.pk and kind != self.instance.kind:
+            self.add_error("kind", "A group's kind cannot change; create a new group.")
+        selector = cleaned.get("selector")
+        if kind == GroupKind.STATIC:
+            has_terms = any(selector.values()) if isinstance(selector, dict) else bool(selector)
+            if has_terms:
+                self.add_error("selector", "Static groups have explicit members, not a selector.")
+            cleaned["selector"] = {}
+        else:
+            try:
+                cleaned["selector"] = validate_selector(selector, platforms=Platform.values)
+            except DomainError as exc:
+                self.add_error("selector", "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.fields.items()) or exc.message)
+        return cleaned
+
+
+@admin.register(DeviceGroup)
+class DeviceGroupAdmin(OrgScopedAdmin):
+    """Groups with member counts; saves and deletes go through the services (memberships stay exact)."""
+
+    form = DeviceGroupForm
+    list_display = ["name", "slug", "organization", "kind", "member_count", "updated_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "slug"]
+    list_select_related = ["organization"]
+    readonly_fields = ["member_count", "preview", "members", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(self.readonly_fields)
+        if obj is not None:
+            fields += ["organization", "kind"]
+        return fields
+
+    @admin.display(description="Preview of matching devices")
+    def preview(self, obj):
+        if obj is None or obj.pk is None or obj.kind != GroupKind.DYNAMIC:
+            return "Save a dynamic group to preview its selector."
+        result = services.device_group_preview(organization=obj.organization, selector=obj.selector)
+        rows = format_html_join("", "<li>{} ({}, {})</li>", ((d.device_id, d.platform, d.status) for d in result["sample"]))
+        return format_html("<p>{} device(s) match now.</p><ul>{}</ul>", result["total"], rows)
+
+    @admin.display(description="Members")
+    def members(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        rows = (
+            DeviceGroupMembership.objects.filter(group=obj).select_related("device").order_by("device__device_id")
+        )[:MEMBERS_SHOWN]
+        items = format_html_join(
+            "", '<li><a href="{}">{}</a> ({})</li>',
+            ((reverse("admin:devices_device_change", args=[m.device_id]), m.device.device_id, m.reason) for m in rows),
+        )
+        more = f" (first {MEMBERS_SHOWN} shown)" if obj.member_count > MEMBERS_SHOWN else ""
+        return format_html("<p>{} member(s){}.</p><ul>{}</ul>", obj.member_count, more, items)
+
+    def save_model(self, request, obj, form, change):
+        data = {key: form.cleaned_data.get(key) for key in ("name", "slug", "description")}
+        if not change:
+            group = services.device_group_create(
+                organization=form.cleaned_data["organization"], actor=admin_actor(request), kind=obj.kind,
+                selector=form.cleaned_data.get("selector") if obj.kind == GroupKind.DYNAMIC else None, **data,
+            )
+        else:
+            original = DeviceGroup.objects.select_related("organization").get(pk=obj.pk)
+            group = services.device_group_update(
+                group=original, actor=admin_actor(request),
+                selector=form.cleaned_data.get("selector") if original.kind == GroupKind.DYNAMIC else None, **data,
+            )
+        obj.__dict__.update({k: v for k, v in group.__dict__.items() if k != "_state"})
+        obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        services.device_group_delete(group=obj, actor=admin_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        for group in queryset.select_related("organization"):
+            services.device_group_delete(group=group, actor=admin_actor(request))

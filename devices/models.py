@@ -58,6 +58,10 @@ class Device(OrgScopedModel):
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     last_metrics = models.JSONField(default=dict, blank=True)
     heartbeat_interval_s = models.PositiveIntegerField(default=DEFAULT_HEARTBEAT_INTERVAL_S)
+    # Bumped by apps above when they have something for the next heartbeat (a command, a training
+    # round): heartbeats of devices with nothing pending run no provider queries at all. New devices
+    # start flagged so their first heartbeat picks up whatever was already waiting for them.
+    attention = models.PositiveIntegerField(default=1, editable=False)
     # Deadlines derived from the last heartbeat, so the sweep is an indexed range scan.
     stale_at = models.DateTimeField(null=True, blank=True, editable=False)
     offline_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -155,3 +159,53 @@ class DeviceUser(OrgScopedModel):
 
     def __str__(self):
         return f"{self.user_id} on {self.device_id}"
+
+
+class GroupKind(models.TextChoices):
+    DYNAMIC = "dynamic"
+    STATIC = "static"
+
+
+class MembershipReason(models.TextChoices):
+    SELECTOR = "selector"
+    STATIC = "static"
+
+
+class DeviceGroup(OrgScopedModel):
+    """A set of devices: `dynamic` (a label selector, materialized) or `static` (explicit members)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=16, choices=GroupKind.choices, default=GroupKind.DYNAMIC)
+    selector = models.JSONField(default=dict, blank=True)
+    member_count = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="devicegroup_unique_slug")]
+        indexes = [models.Index(fields=["organization", "kind"], name="devicegroup_org_kind")]
+
+    def __str__(self):
+        return self.name
+
+
+class DeviceGroupMembership(OrgScopedModel):
+    """Materialized membership: exact at every commit (see devices.groups)."""
+
+    id = models.BigAutoField(primary_key=True)
+    group = models.ForeignKey(DeviceGroup, on_delete=models.CASCADE, related_name="memberships")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="group_memberships")
+    reason = models.CharField(max_length=16, choices=MembershipReason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["group", "device"], name="devicegroupmembership_unique")]
+        indexes = [models.Index(fields=["device", "group"], name="devicegroupmembership_device")]
+
+    def __str__(self):
+        return f"{self.device_id} in {self.group_id}"

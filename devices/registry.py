@@ -9,6 +9,8 @@
   ``enrollment_errors``) for ``/devices/summary``.
 - change listeners: ``fn(*, organization, device_ids)`` after devices were registered, changed
   (labels, platform, status) or deleted, inside the same transaction (assignments stay exact).
+- group change listeners: ``fn(*, organization, group_ids)`` after groups were created, edited
+  (selector, static members) or deleted, inside the same transaction, after their memberships.
 - revoke listeners: ``fn(*, device, at)`` inside the revoking transaction (certificates die with it).
 - enrichers: ``fn(*, organization, devices) -> {device id: {field: value}}`` for device list and
   detail responses, one call per page (a fixed number of queries for any page size).
@@ -21,6 +23,7 @@ _health_providers = []
 _summary_providers = []
 _change_listeners = []
 _revoke_listeners = []
+_group_change_listeners = []
 _enrichers = []
 
 
@@ -46,6 +49,10 @@ def register_change_listener(fn):
     return _register(_change_listeners, fn)
 
 
+def register_group_change_listener(fn):
+    return _register(_group_change_listeners, fn)
+
+
 def register_revoke_listener(fn):
     return _register(_revoke_listeners, fn)
 
@@ -56,19 +63,27 @@ def register_enricher(fn):
 
 def unregister(fn):
     for registry in (_heartbeat_providers, _health_providers, _summary_providers, _change_listeners,
-                     _revoke_listeners, _enrichers):
+                     _revoke_listeners, _enrichers, _group_change_listeners):
         if fn in registry:
             registry.remove(fn)
 
 
 def heartbeat_contributions(*, device, organization):
+    """Providers run only for a device flagged with `attention` (see devices.services.devices_attention);
+    when they find nothing, the flag is cleared unless it was bumped again meanwhile."""
     result = {"directives": [], "pending_round_id": None, "message": None}
+    if not device.attention:
+        return result
     for provider in _heartbeat_providers:
         contribution = provider(device=device, organization=organization) or {}
         result["directives"].extend(contribution.get("directives") or [])
         for key in ("pending_round_id", "message"):
             if result[key] is None and contribution.get(key) is not None:
                 result[key] = contribution[key]
+    if not result["directives"] and result["pending_round_id"] is None:
+        from .models import Device
+
+        Device.objects.filter(pk=device.pk, attention=device.attention).update(attention=0)
     return result
 
 
@@ -91,6 +106,13 @@ def devices_changed(*, organization, device_ids):
     if device_ids:
         for listener in _change_listeners:
             listener(organization=organization, device_ids=device_ids)
+
+
+def groups_changed(*, organization, group_ids):
+    group_ids = list(group_ids)
+    if group_ids:
+        for listener in _group_change_listeners:
+            listener(organization=organization, group_ids=group_ids)
 
 
 def device_revoked(*, device, at):

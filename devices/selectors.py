@@ -4,8 +4,17 @@ from django.db.models import Count
 
 from fleet.activity.selectors import activity_list
 
-from . import registry
-from .models import Connectivity, Device, DeviceStatus, DeviceUser, EndUser, Platform
+from . import membership, registry
+from .models import (
+    Connectivity,
+    Device,
+    DeviceGroup,
+    DeviceGroupMembership,
+    DeviceStatus,
+    DeviceUser,
+    EndUser,
+    Platform,
+)
 
 TOP_VERSIONS = 20
 
@@ -62,3 +71,35 @@ def device_summary(*, organization):
     }
     summary.update(registry.summary_contributions(organization=organization))
     return summary
+
+
+# --- device groups ---------------------------------------------------------------------------------
+def group_queryset(*, organization):
+    return DeviceGroup.objects.filter(organization=organization).select_related("organization").order_by("name", "id")
+
+
+def group_member_ids(*, organization, group_ids):
+    """A subquery of the ids of devices in any of these groups (deployments target groups with it)."""
+    return membership.member_ids(organization=organization, group_ids=group_ids)
+
+
+def group_devices(*, organization, group):
+    """The group's member devices, shaped like GET /devices."""
+    return device_queryset(organization=organization).filter(
+        id__in=membership.member_ids(organization=organization, group_ids=[group.id])
+    )
+
+
+def device_groups(*, organization, device):
+    """The groups the device belongs to, each membership with its reason (selector or static)."""
+    return (
+        DeviceGroupMembership.objects.filter(organization=organization, device=device)
+        .select_related("group")
+        .order_by("group__name", "group_id")
+    )
+
+
+def group_by_ref(*, organization, ref):
+    from .services import device_group_by_ref
+
+    return device_group_by_ref(organization=organization, ref=ref)

@@ -5,6 +5,7 @@ The API, the admin and the tasks all call these functions; business rules live h
 
 import hashlib
 import io
+import json
 import uuid
 import warnings
 from datetime import timedelta
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
-from django.db.models import sql
+from django.db.models import F, Q, sql
 from django.utils import timezone
 
 from fleet.activity import services as activity
@@ -21,16 +22,22 @@ from fleet.activity.models import ActivityEvent, ActorType
 from fleet.errors import Conflict, Forbidden, Invalid, PayloadTooLarge
 from fleet.tenancy import credentials, rls
 
-from . import registry, validation
+from . import label_selector, membership, registry, validation
 from .models import (
+    LABELS_MAX,
     OFFLINE_FACTOR,
     STALE_FACTOR,
     Connectivity,
     Device,
     DeviceStatus,
     DeviceToken,
+    DeviceGroup,
+    DeviceGroupMembership,
     DeviceUser,
     EndUser,
+    GroupKind,
+    MembershipReason,
+    Platform,
 )
 
 INVENTORY_FIELDS = (
@@ -80,6 +87,16 @@ def _deadlines(*, last_heartbeat, interval_s):
         last_heartbeat + timedelta(seconds=STALE_FACTOR * interval_s),
         last_heartbeat + timedelta(seconds=OFFLINE_FACTOR * interval_s),
     )
+
+
+def _devices_changed(*, organization, device_ids):
+    """Every device-side change goes through here: memberships first (the listeners read them),
+    then the registry's change listeners (deployments)."""
+    device_ids = list(device_ids)
+    if not device_ids:
+        return
+    membership.refresh_for_devices(organization=organization, device_ids=device_ids)
+    registry.devices_changed(organization=organization, device_ids=device_ids)
 
 
 # --- tokens ----------------------------------------------------------------------------------------
@@ -203,7 +220,7 @@ def device_register(
         _event(device=device, actor=actor, verb="device.registered", data={"platform": device.platform})
     else:
         _event(device=device, actor=actor, verb="device.re_registered", data={"token_rotated": True})
-    registry.devices_changed(organization=organization, device_ids=[device.id])
+    _devices_changed(organization=organization, device_ids=[device.id])
     return device, secret, created
 
 
@@ -231,6 +248,15 @@ def app_link_resolve(*, organization, platform, app_slug=None, app_identifier=No
     return app, target
 
 
+def devices_attention(*, organization, device_ids=None, queryset=None):
+    """Flag devices for their next heartbeat (set-based): the heartbeat providers run for them
+    until nothing is pending. Returns how many devices were flagged."""
+    devices = queryset if queryset is not None else Device.objects.filter(organization=organization)
+    if device_ids is not None:
+        devices = devices.filter(id__in=device_ids)
+    return devices.update(attention=F("attention") + 1)
+
+
 @transaction.atomic
 def device_create_pending(*, organization, actor, device_id, name="", labels=None, id=None):
     """A device known ahead of its first contact (provisioning): status pending, no token yet."""
@@ -251,7 +277,7 @@ def device_create_pending(*, organization, actor, device_id, name="", labels=Non
         raise Conflict("A device with this device_id already exists.", fields={"device_id": ["Already exists."]}) from None
     device.organization = organization
     _event(device=device, actor=actor, verb="device.registered", data={"status": DeviceStatus.PENDING})
-    registry.devices_changed(organization=organization, device_ids=[device.id])
+    _devices_changed(organization=organization, device_ids=[device.id])
     return device
 
 
@@ -324,7 +350,7 @@ def device_update(*, device, actor, name=None, labels=None, status=None):
         for verb, data in events:
             _event(device=device, actor=actor, verb=verb, data=data)
         if "labels" in updates or "status" in updates:
-            registry.devices_changed(organization=device.organization, device_ids=[device.id])
+            _devices_changed(organization=device.organization, device_ids=[device.id])
     return device
 
 
@@ -348,7 +374,7 @@ def device_revoke(*, device, actor):
     device.save(update_fields=["status", "connectivity_status", "stale_at", "offline_at", "updated_at"])
     _event(device=device, actor=actor, verb="device.revoked", data={"from": previous, "tokens_revoked": tokens})
     registry.device_revoked(device=device, at=now)
-    registry.devices_changed(organization=device.organization, device_ids=[device.id])
+    _devices_changed(organization=device.organization, device_ids=[device.id])
     return device
 
 
@@ -359,7 +385,9 @@ def device_delete(*, device, actor):
         raise Conflict("Only revoked or archived devices can be deleted.", fields={"status": [device.status]})
     _event(device=device, actor=actor, verb="device.deleted", data={"name": device.name})
     frame_path = device.frame_path
+    group_ids = membership.groups_of_devices(device_ids=[device.id])
     device.delete()
+    membership.count_add(deltas=dict.fromkeys(group_ids, -1))  # one row per group went with the device
     if frame_path:
         transaction.on_commit(lambda: default_storage.delete(frame_path))
 
@@ -586,3 +614,287 @@ def devices_connectivity_sweep(*, now=None):
                 if moved < SWEEP_BATCH:
                     break
     return counts
+
+
+# --- device groups ---------------------------------------------------------------------------------
+GROUP_SAMPLE = 10
+RESERVED_GROUP_SLUGS = frozenset({"preview"})  # would shadow POST /device-groups/preview
+
+
+def _check_slug(slug):
+    if slug in RESERVED_GROUP_SLUGS:
+        raise Invalid(f"The slug {slug!r} is reserved.", field="slug")
+
+
+def _group_event(*, group, actor, verb, data=None):
+    return activity.record(
+        organization=group.organization,
+        actor=actor,
+        verb=verb,
+        subject_type="device_group",
+        subject_id=group.id,
+        data={"slug": group.slug, **(data or {})},
+    )
+
+
+def _selector(selector, *, kind):
+    if kind == GroupKind.STATIC:
+        if selector:
+            raise Invalid("Static groups have explicit members, not a selector.", field="selector")
+        return {}
+    return label_selector.validate_selector(selector, platforms=Platform.values)
+
+
+@transaction.atomic
+def device_group_create(*, organization, actor, name, slug, kind=GroupKind.DYNAMIC, selector=None, description=""):
+    """Create a group; a dynamic group's members are materialized in the same transaction."""
+    selector = _selector(selector, kind=kind)
+    _check_slug(slug)
+    membership.lock_for_groups(organization=organization)
+    try:
+        with transaction.atomic():
+            group = DeviceGroup.objects.create(
+                organization=organization, name=name, slug=slug, kind=kind, selector=selector, description=description
+            )
+    except IntegrityError:
+        raise Conflict("A group with this slug already exists.", fields={"slug": ["Already exists."]}) from None
+    group.organization = organization
+    membership.refresh_dynamic(organization=organization, groups=[group])
+    group.refresh_from_db(fields=["member_count"])
+    _group_event(group=group, actor=actor, verb="device_group.created",
+                 data={"kind": kind, "selector": selector, "member_count": group.member_count})
+    registry.groups_changed(organization=organization, group_ids=[group.id])
+    return group
+
+
+@transaction.atomic
+def device_group_update(*, group, actor, name=None, slug=None, description=None, selector=None, kind=None):
+    """Rename, re-describe, or change a dynamic group's selector (memberships follow in one pass)."""
+    if kind is not None and kind != group.kind:
+        raise Conflict("A group's kind cannot change; create a new group.", fields={"kind": [group.kind]})
+    changed = {}
+    if name is not None and name != group.name:
+        changed["name"] = name
+    if slug is not None and slug != group.slug:
+        _check_slug(slug)
+        changed["slug"] = slug
+    if description is not None and description != group.description:
+        changed["description"] = description
+    if selector is not None:
+        selector = _selector(selector, kind=group.kind)
+        if selector != group.selector:
+            changed["selector"] = selector
+    if not changed:
+        return group
+    if "selector" in changed:
+        membership.lock_for_groups(organization=group.organization)
+    before = {key: getattr(group, key) for key in changed}
+    for key, value in changed.items():
+        setattr(group, key, value)
+    try:
+        with transaction.atomic():
+            group.save(update_fields=[*changed, "updated_at"])
+    except IntegrityError:
+        raise Conflict("A group with this slug already exists.", fields={"slug": ["Already exists."]}) from None
+    data = {"changed": sorted(changed)}
+    if "selector" in changed:
+        touched = membership.refresh_dynamic(organization=group.organization, groups=[group])
+        group.refresh_from_db(fields=["member_count"])
+        data.update({"selector_from": before["selector"], "selector_to": group.selector, "member_count": group.member_count})
+        _group_event(group=group, actor=actor, verb="device_group.updated", data=data)
+        if touched:
+            registry.groups_changed(organization=group.organization, group_ids=[group.id])
+    else:
+        _group_event(group=group, actor=actor, verb="device_group.updated", data=data)
+    return group
+
+
+@transaction.atomic
+def device_group_delete(*, group, actor):
+    organization, group_id = group.organization, group.id
+    _group_event(group=group, actor=actor, verb="device_group.deleted", data={"member_count": group.member_count})
+    group.delete()
+    registry.groups_changed(organization=organization, group_ids=[group_id])
+
+
+def devices_resolve(*, organization, refs, field="device_ids"):
+    """The organization's devices named by UUID `id` or `device_id`; 400 listing unknown ones."""
+    refs = [str(ref) for ref in refs]
+    if not refs:
+        raise Invalid("Name at least one device.", field=field)
+    uuids = []
+    for ref in refs:
+        try:
+            uuids.append(uuid.UUID(ref))
+        except ValueError:
+            pass
+    found = list(
+        Device.objects.filter(organization=organization)
+        .filter(Q(id__in=uuids) | Q(device_id__in=refs))
+        .values_list("id", "device_id")
+    )
+    known = {str(pk) for pk, _ in found} | {device_id for _, device_id in found}
+    unknown = [ref for ref in refs if ref not in known and (not _is_uuid(ref) or str(uuid.UUID(ref)) not in known)]
+    if unknown:
+        raise Invalid(f"Unknown devices: {', '.join(unknown[:50])}.", fields={field: unknown})
+    return sorted({pk for pk, _ in found}, key=str)
+
+
+def _is_uuid(value):
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _static_only(group):
+    if group.kind != GroupKind.STATIC:
+        raise Conflict("Members of a dynamic group follow its selector; edit the selector instead.",
+                       fields={"kind": [group.kind]})
+
+
+@transaction.atomic
+def device_group_members_add(*, group, actor, device_refs):
+    """Add devices to a static group (already-members are ignored). Returns how many were added."""
+    _static_only(group)
+    organization = group.organization
+    device_ids = devices_resolve(organization=organization, refs=device_refs)
+    existing = set(DeviceGroupMembership.objects.filter(group=group, device_id__in=device_ids).values_list("device_id", flat=True))
+    now = timezone.now()
+    DeviceGroupMembership.objects.bulk_create(
+        [
+            DeviceGroupMembership(organization_id=group.organization_id, group=group, device_id=pk,
+                                  reason=MembershipReason.STATIC, created_at=now)
+            for pk in device_ids if pk not in existing
+        ],
+        ignore_conflicts=True,
+    )
+    added = len(device_ids) - len(existing)
+    if added:
+        membership.recount(group_ids=[group.id])
+        group.refresh_from_db(fields=["member_count"])
+        _group_event(group=group, actor=actor, verb="device_group.members_added", data={"count": added})
+        registry.groups_changed(organization=organization, group_ids=[group.id])
+    return added
+
+
+@transaction.atomic
+def device_group_members_remove(*, group, actor, device_refs):
+    """Remove devices from a static group (non-members are ignored). Returns how many were removed."""
+    _static_only(group)
+    organization = group.organization
+    device_ids = devices_resolve(organization=organization, refs=device_refs)
+    removed, _ = DeviceGroupMembership.objects.filter(group=group, device_id__in=device_ids).delete()
+    if removed:
+        membership.recount(group_ids=[group.id])
+        group.refresh_from_db(fields=["member_count"])
+        _group_event(group=group, actor=actor, verb="device_group.members_removed", data={"count": removed})
+        registry.groups_changed(organization=organization, group_ids=[group.id])
+    return removed
+
+
+def device_group_preview(*, organization, selector):
+    """Dry run: how many devices a selector matches now, and up to 10 of them. No writes."""
+    selector = label_selector.validate_selector(selector, platforms=Platform.values)
+    devices = membership.eligible_devices(organization=organization).filter(label_selector.selector_q(selector))
+    return {"total": devices.count(), "sample": list(devices.order_by("device_id")[:GROUP_SAMPLE])}
+
+
+# --- bulk labels -----------------------------------------------------------------------------------
+@transaction.atomic
+def devices_bulk_labels(*, organization, actor, target, set_labels=None, remove=None):
+    """Set and remove labels on every targeted device in set-based SQL; memberships and deployments
+    follow for the devices that changed. One activity event. Returns {"matched", "changed"}."""
+    set_labels = dict(set_labels or {})
+    remove = list(dict.fromkeys(remove or []))
+    if not set_labels and not remove:
+        raise Invalid("Give labels to set and/or keys to remove.", field="set")
+    validation.validate_labels(set_labels, field="set")
+    for index, key in enumerate(remove):
+        error = validation.label_key_error(key)
+        if error:
+            raise Invalid(error, field=f"remove.{index}")
+    both = sorted(set(set_labels) & set(remove))
+    if both:
+        raise Invalid(f"Label {both[0]!r} is both set and removed.", field="remove")
+
+    devices, described = _bulk_target(organization=organization, target=target)
+    target_sql, target_params = devices.values("id").query.get_compiler(using=devices.db).as_sql()
+    table = connection.ops.quote_name(Device._meta.db_table)
+    if connection.vendor == "postgresql":
+        new = '(("labels" || %s::jsonb) - %s::text[])'
+        new_params = [json.dumps(set_labels), remove]
+        count_keys = f"(SELECT count(*) FROM jsonb_object_keys({new}))"
+        differs = f'"labels" <> {new}'
+    else:
+        removes = "".join(", %s" for _ in remove)
+        new = f'json_remove(json_patch(json("labels"), %s){removes})'
+        new_params = [json.dumps(set_labels), *[f'$."{key}"' for key in remove]]
+        count_keys = f"(SELECT count(*) FROM json_each({new}))"
+        differs = f'json("labels") <> {new}'
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {count_keys} > %s) FROM {table} WHERE id IN ({target_sql})"
+            if connection.vendor == "postgresql"
+            else f"SELECT count(*), coalesce(sum(CASE WHEN {count_keys} > %s THEN 1 ELSE 0 END), 0) FROM {table} "
+            f"WHERE id IN ({target_sql})",
+            [*new_params, LABELS_MAX, *target_params],
+        )
+        matched, too_many = cursor.fetchone()
+        if too_many:
+            raise Invalid(
+                f"{too_many} device(s) would have more than {LABELS_MAX} labels; nothing was changed.", field="set"
+            )
+        now = timezone.now()
+        cursor.execute(
+            f'UPDATE {table} SET "labels" = {new}, "updated_at" = %s WHERE id IN ({target_sql}) AND {differs} '
+            "RETURNING id",
+            [*new_params, Device._meta.get_field("updated_at").get_db_prep_value(now, connection), *target_params,
+             *new_params],
+        )
+        changed_ids = [row[0] for row in cursor.fetchall()]
+    changed_ids = [pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for pk in changed_ids]
+    activity.record(
+        organization=organization,
+        actor=actor,
+        verb="devices.labels_bulk_changed",
+        subject_type="organization",
+        subject_id=organization.id,
+        data={"target": described, "set": set_labels, "remove": remove, "matched": matched, "changed": len(changed_ids)},
+    )
+    _devices_changed(organization=organization, device_ids=changed_ids)
+    return {"matched": matched, "changed": len(changed_ids)}
+
+
+def _bulk_target(*, organization, target):
+    if not isinstance(target, dict) or len([key for key in ("device_ids", "group", "selector") if key in target]) != 1:
+        raise Invalid("The target is exactly one of device_ids, group or selector.", field="target")
+    devices = Device.objects.filter(organization=organization).order_by()
+    if "device_ids" in target:
+        refs = target["device_ids"]
+        if not isinstance(refs, list):
+            raise Invalid("device_ids is a list of device ids.", field="target.device_ids")
+        ids = devices_resolve(organization=organization, refs=refs, field="target.device_ids")
+        return devices.filter(id__in=ids), {"device_ids": len(ids)}
+    if "group" in target:
+        group = device_group_by_ref(organization=organization, ref=target["group"])
+        if group is None:
+            raise Invalid(f"Unknown group {target['group']!r}.", field="target.group")
+        return devices.filter(id__in=membership.member_ids(organization=organization, group_ids=[group.id])), {
+            "group": str(group.id), "slug": group.slug}
+    selector = label_selector.validate_selector(target["selector"], field="target.selector", platforms=Platform.values)
+    return membership.eligible_devices(organization=organization).filter(label_selector.selector_q(selector)), {
+        "selector": selector}
+
+
+def device_group_by_ref(*, organization, ref):
+    """The organization's group named by UUID or slug, or None."""
+    if not isinstance(ref, str) or not ref:
+        return None
+    groups = DeviceGroup.objects.filter(organization=organization)
+    if _is_uuid(ref):
+        group = groups.filter(id=ref).first()
+        if group is not None:
+            return group
+    return groups.filter(slug=ref).first()

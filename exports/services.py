@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from devices import selectors as device_selectors
 from devices.selectors import device_queryset
 from fleet.activity.services import SYSTEM, record
 from fleet.errors import DomainError, Invalid, NotFound
@@ -71,8 +72,11 @@ def export_create(
     if not includes:
         raise Invalid("Choose READINGS and/or ANNOTATIONS.", field="includes")
     if scope_type == ScopeType.DEVICE_GROUP:
-        raise Invalid("Device group exports are not supported yet.", field="scope_type")
-    if scope_type == ScopeType.DEVICE:
+        if scope_id is None:
+            raise Invalid("A device group export needs the group's id.", field="scope_id")
+        if device_selectors.group_queryset(organization=organization).filter(id=scope_id).first() is None:
+            raise NotFound("No such device group.")
+    elif scope_type == ScopeType.DEVICE:
         if scope_id is None:
             raise Invalid("A device export needs the device's id.", field="scope_id")
         if not device_queryset(organization=organization).filter(id=scope_id).exists():
@@ -226,10 +230,17 @@ def _chunks(job, queryset, order, values):
             return
 
 
+def _group_members(job):
+    """A device group export covers the group's members when the export runs (membership is exact)."""
+    return device_selectors.group_member_ids(organization=job.organization, group_ids=[job.scope_id])
+
+
 def _scope_readings(job):
     queryset = readings_queryset(organization=job.organization, ts_from=job.range_from, ts_to=job.range_to)
     if job.scope_type == ScopeType.DEVICE:
         queryset = queryset.filter(device_id=job.scope_id)
+    elif job.scope_type == ScopeType.DEVICE_GROUP:
+        queryset = queryset.filter(device_id__in=_group_members(job))
     return queryset
 
 
@@ -239,6 +250,8 @@ def _scope_annotations(job):
     )
     if job.scope_type == ScopeType.DEVICE:
         queryset = queryset.filter(device_id=job.scope_id)
+    elif job.scope_type == ScopeType.DEVICE_GROUP:
+        queryset = queryset.filter(device_id__in=_group_members(job))
     return queryset
 
 

@@ -28,10 +28,13 @@ MAX_BUCKETS = 10_000
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # buckets align to UTC midnight (and to the hour, minute)
 
 
-def readings_queryset(*, organization, device=None, metric=None, ts_from=None, ts_to=None):
+def readings_queryset(*, organization, device=None, metric=None, ts_from=None, ts_to=None, device_ids=None):
+    """`device_ids`: a subquery (or list) of device ids, e.g. a device group's members."""
     queryset = Reading.objects.filter(organization=organization)
     if device is not None:
         queryset = queryset.filter(device=device)
+    if device_ids is not None:
+        queryset = queryset.filter(device_id__in=device_ids)
     if metric:
         queryset = queryset.filter(metric=metric)
     if ts_from is not None:
@@ -97,13 +100,15 @@ def _bucket_expression(seconds):
     )
 
 
-def readings_aggregated(*, organization, device, metric, ts_from, ts_to, bucket, aggregates):
+def readings_aggregated(*, organization, device, metric, ts_from, ts_to, bucket, aggregates, device_ids=None):
     """Buckets of `bucket` width over [ts_from, ts_to), computed in SQL (date_bin on PostgreSQL)."""
     seconds = BUCKETS[bucket]
     if math.ceil((ts_to - ts_from).total_seconds() / seconds) > MAX_BUCKETS:
         raise Invalid(f"The range spans more than {MAX_BUCKETS} buckets of {bucket}: use a wider bucket.", field="bucket")
     queryset = (
-        readings_queryset(organization=organization, device=device, metric=metric, ts_from=ts_from, ts_to=ts_to)
+        readings_queryset(
+            organization=organization, device=device, metric=metric, ts_from=ts_from, ts_to=ts_to, device_ids=device_ids
+        )
         .order_by()
         .annotate(bucket=_bucket_expression(seconds))
         .values("bucket")
@@ -119,9 +124,11 @@ def readings_aggregated(*, organization, device, metric, ts_from, ts_to, bucket,
     return buckets
 
 
-def readings_stats(*, organization, device, metric=None, ts_from=None, ts_to=None):
+def readings_stats(*, organization, device, metric=None, ts_from=None, ts_to=None, device_ids=None):
     """count, min, max, avg, first_ts, last_ts and last_value in one SQL statement."""
-    queryset = readings_queryset(organization=organization, device=device, metric=metric, ts_from=ts_from, ts_to=ts_to)
+    queryset = readings_queryset(
+        organization=organization, device=device, metric=metric, ts_from=ts_from, ts_to=ts_to, device_ids=device_ids
+    )
     last = queryset.order_by("-ts", "-id").values("value")[:1]
     return queryset.order_by().aggregate(
         count=Coalesce(Count("id"), 0),
@@ -160,6 +167,16 @@ def annotations_overlapping(queryset, *, ts_from=None, ts_to=None):
     if ts_from is not None:
         queryset = queryset.filter(Q(ts_to__gte=ts_from) | Q(ts_to__isnull=True, ts_from__gte=ts_from))
     return queryset
+
+
+def group_member_ids(*, organization, ref):
+    """(group, a subquery of its member device ids) for a device group named by UUID or slug, or (None, None)."""
+    from devices import selectors as device_selectors
+
+    group = device_selectors.group_by_ref(organization=organization, ref=ref)
+    if group is None:
+        return None, None
+    return group, device_selectors.group_member_ids(organization=organization, group_ids=[group.id])
 
 
 def device_by_ref(*, organization, ref):

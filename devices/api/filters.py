@@ -25,6 +25,7 @@ class DeviceFilter(django_filters.FilterSet):
     seen_after = django_filters.IsoDateTimeFilter(field_name="last_heartbeat", lookup_expr="gte")
     org_id = django_filters.CharFilter(method="filter_org", label="Must be the caller's organization (id or slug).")
     app = django_filters.CharFilter(field_name="app__slug", label="Slug of the app the device registered for.")
+    group = django_filters.CharFilter(method="filter_group", label="Members of a device group (UUID or slug).")
     ordering = django_filters.OrderingFilter(fields=("name", "created_at", "last_heartbeat"))
 
     class Meta:
@@ -38,6 +39,15 @@ class DeviceFilter(django_filters.FilterSet):
 
     def filter_user(self, queryset, name, value):
         return queryset.filter(device_users__user_id=value)
+
+    def filter_group(self, queryset, name, value):
+        from .. import selectors
+
+        organization = self.request.auth.organization
+        group = selectors.group_by_ref(organization=organization, ref=value)
+        if group is None:
+            raise ValidationError({"group": [f"Unknown group {value!r}."]})
+        return queryset.filter(id__in=selectors.group_member_ids(organization=organization, group_ids=[group.id]))
 
     def filter_org(self, queryset, name, value):
         organization = self.request.auth.organization

@@ -11,7 +11,18 @@ from fleet.activity.api.serializers import ActivityEventSerializer
 from fleet.errors import Invalid
 
 from .. import validation
-from ..models import Connectivity, Device, DeviceStatus, DeviceUser, EndUser, Platform
+from ..models import (
+    LABELS_MAX,
+    Connectivity,
+    Device,
+    DeviceGroup,
+    DeviceGroupMembership,
+    DeviceStatus,
+    DeviceUser,
+    EndUser,
+    GroupKind,
+    Platform,
+)
 from ..services import PATCHABLE_STATUSES
 
 BROWSERS = ("chrome", "edge", "firefox")
@@ -375,3 +386,150 @@ class DeviceActivityEventSerializer(ActivityEventSerializer):
 
     class Meta(ActivityEventSerializer.Meta):
         ref_name = "DeviceActivityEvent"
+
+
+# --- device groups ---------------------------------------------------------------------------------
+SELECTOR_SCHEMA = {
+    "type": "object",
+    "description": "Kubernetes-style label selector; all terms are AND-ed, an empty selector matches every device.",
+    "properties": {
+        "match_labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "match_expressions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "values": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["key", "operator"],
+            },
+        },
+        "platforms": {"type": "array", "items": {"type": "string", "enum": list(Platform.values)}},
+    },
+    "example": {"match_labels": {"site": "berlin"},
+                "match_expressions": [{"key": "tier", "operator": "In", "values": ["gold"]}], "platforms": ["ios"]},
+}
+
+
+@extend_schema_field(SELECTOR_SCHEMA)
+class SelectorField(serializers.JSONField):
+    """Validated by devices.label_selector (400 naming the term, e.g. selector.match_expressions.0.operator)."""
+
+    def to_internal_value(self, data):
+        from ..label_selector import validate_selector
+
+        return domain_check(validate_selector, data, self.field_name or "selector", platforms=Platform.values)
+
+
+class GroupKindField(serializers.ChoiceField):
+    """`kind` of a group (named DeviceGroupKindEnum in the schema, see ENUM_NAME_OVERRIDES)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=GroupKind.choices, **kwargs)
+
+
+class DeviceGroupSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    description = serializers.CharField()
+    kind = GroupKindField()
+    selector = SelectorField(allow_null=True)
+    member_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    class Meta:
+        model = DeviceGroup
+
+    def to_representation(self, instance):
+        body = super().to_representation(instance)
+        if instance.kind == GroupKind.STATIC:
+            body["selector"] = None
+        return body
+
+
+class DeviceGroupCreateSerializer(StrictSerializer):
+    name = StrictCharField(min_length=1, max_length=255)
+    slug = serializers.SlugField(max_length=100)
+    description = StrictCharField(allow_blank=True, required=False, default="", max_length=10000)
+    kind = GroupKindField(required=False, default=GroupKind.DYNAMIC)
+    selector = SelectorField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if attrs.get("kind") == GroupKind.STATIC and attrs.get("selector"):
+            if any(attrs["selector"].values()):
+                raise serializers.ValidationError({"selector": ["Static groups have explicit members, not a selector."]})
+            attrs["selector"] = None
+        return attrs
+
+
+class DeviceGroupUpdateSerializer(StrictSerializer):
+    name = StrictCharField(min_length=1, max_length=255, required=False)
+    slug = serializers.SlugField(max_length=100, required=False)
+    description = StrictCharField(allow_blank=True, required=False, max_length=10000)
+    selector = SelectorField(required=False)
+
+
+class DeviceIdsSerializer(StrictSerializer):
+    device_ids = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=255), min_length=1, max_length=10000,
+        help_text="Device UUIDs or device_ids of this organization.",
+    )
+
+
+class MembersChangedSerializer(serializers.Serializer):
+    added = serializers.IntegerField(required=False)
+    removed = serializers.IntegerField(required=False)
+    member_count = serializers.IntegerField()
+
+
+class GroupPreviewSerializer(StrictSerializer):
+    selector = SelectorField()
+
+
+class GroupPreviewResultSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    sample = DeviceRefSerializer(many=True, help_text="Up to 10 matching devices, by device_id.")
+
+    class Meta:
+        model = DeviceGroup
+
+
+class DeviceGroupMembershipSerializer(serializers.Serializer):
+    """A group the device belongs to, and why."""
+
+    id = serializers.UUIDField(source="group.id")
+    name = serializers.CharField(source="group.name")
+    slug = serializers.CharField(source="group.slug")
+    kind = GroupKindField(source="group.kind")
+    reason = serializers.CharField(help_text="Why the device is a member: selector or static.")
+    member_since = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = DeviceGroupMembership
+
+
+@extend_schema_field(
+    {"type": "object", "description": "Exactly one of device_ids, group (UUID or slug) or selector.",
+     "properties": {"device_ids": {"type": "array", "items": {"type": "string"}}, "group": {"type": "string"},
+                    "selector": SELECTOR_SCHEMA}}
+)
+class BulkTargetField(serializers.JSONField):
+    pass
+
+
+class BulkLabelsSerializer(StrictSerializer):
+    target = BulkTargetField()
+    set = LabelsField(required=False, default=dict)
+    remove = serializers.ListField(child=StrictCharField(), required=False, default=list, max_length=LABELS_MAX)
+
+
+class BulkLabelsResultSerializer(serializers.Serializer):
+    matched = serializers.IntegerField()
+    changed = serializers.IntegerField()
+
+    class Meta:
+        model = Device

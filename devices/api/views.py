@@ -19,7 +19,7 @@ from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, is_uuid, validat
 from fleet.tenancy.models import Role
 
 from .. import registry, selectors, services
-from ..models import Device
+from ..models import Device, DeviceGroup
 from . import serializers as s
 from .filters import DeviceFilter
 from .pagination import DevicesPagination, EventsPagination, UsersPagination
@@ -168,6 +168,23 @@ class DeviceViewSet(DeviceLookupMixin, mixins.ListModelMixin, OrgScopedViewSet):
     def destroy(self, request, device=None):
         services.device_delete(device=self.device(), actor=self.principal.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="devices_bulk_labels",
+        request=s.BulkLabelsSerializer,
+        responses={200: s.BulkLabelsResultSerializer, 400: ErrorSerializer},
+        description="Set and remove labels on every device of a target (device_ids, a group, or a selector) in "
+        "set-based SQL. Group memberships and deployments follow in the same transaction. The whole request is "
+        "rejected (400) when any device would end with more than 64 labels.",
+    )
+    @action(detail=False, methods=["post"], url_path="bulk/labels", filterset_class=None, pagination_class=None)
+    def bulk_labels(self, request):
+        data = validated(s.BulkLabelsSerializer, request.data)
+        result = services.devices_bulk_labels(
+            organization=self.organization, actor=self.principal.actor, target=data["target"],
+            set_labels=data["set"], remove=data["remove"],
+        )
+        return Response(s.BulkLabelsResultSerializer(result).data)
 
     @extend_schema(operation_id="devices_revoke", parameters=[DEVICE_PARAM], request=None, responses=s.DeviceSerializer)
     @action(detail=True, methods=["post"], url_path="revoke", filterset_class=None)
@@ -362,3 +379,142 @@ class EndUserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
     )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
+
+
+# --- device groups ---------------------------------------------------------------------------------
+GROUP_PARAM = OpenApiParameter(
+    "group", OpenApiTypes.STR, OpenApiParameter.PATH, description="The group's UUID `id` or its `slug`."
+)
+
+
+class DeviceGroupViewSet(mixins.ListModelMixin, OrgScopedViewSet):
+    """Device groups: dynamic (a label selector, materialized) or static (explicit members)."""
+
+    results_key = "device_groups"
+    serializer_class = s.DeviceGroupSerializer
+    lookup_fields = ("id", "slug")
+    lookup_url_kwarg = "group"
+    model = DeviceGroup
+    filterset_class = None
+
+    def scoped_queryset(self):
+        return selectors.group_queryset(organization=self.organization)
+
+    @extend_schema(operation_id="device_groups_list")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="device_groups_create",
+        request=s.DeviceGroupCreateSerializer,
+        responses={201: s.DeviceGroupSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def create(self, request):
+        data = validated(s.DeviceGroupCreateSerializer, request.data)
+        group = services.device_group_create(organization=self.organization, actor=self.principal.actor, **data)
+        return Response(s.DeviceGroupSerializer(group).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(operation_id="device_groups_retrieve", parameters=[GROUP_PARAM])
+    def retrieve(self, request, group=None):
+        return Response(s.DeviceGroupSerializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="device_groups_update",
+        parameters=[GROUP_PARAM],
+        request=s.DeviceGroupUpdateSerializer,
+        responses={200: s.DeviceGroupSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def partial_update(self, request, group=None):
+        target = self.get_object()
+        data = validated(s.DeviceGroupUpdateSerializer, request.data)
+        target = services.device_group_update(group=target, actor=self.principal.actor, **data)
+        return Response(s.DeviceGroupSerializer(target).data)
+
+    @extend_schema(operation_id="device_groups_delete", parameters=[GROUP_PARAM], responses={204: None})
+    def destroy(self, request, group=None):
+        services.device_group_delete(group=self.get_object(), actor=self.principal.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="device_groups_preview",
+        request=s.GroupPreviewSerializer,
+        responses={200: s.GroupPreviewResultSerializer, 400: ErrorSerializer},
+        description="Dry run: how many devices a selector matches now (revoked and archived devices excluded, as "
+        "in dynamic groups) and up to 10 of them. Writes nothing.",
+    )
+    @action(detail=False, methods=["post"], url_path="preview", pagination_class=None)
+    def preview(self, request):
+        data = validated(s.GroupPreviewSerializer, request.data)
+        result = services.device_group_preview(organization=self.organization, selector=data["selector"])
+        return Response(s.GroupPreviewResultSerializer(result).data)
+
+    @extend_schema(
+        operation_id="device_groups_members_add",
+        parameters=[GROUP_PARAM],
+        request=s.DeviceIdsSerializer,
+        responses={200: s.MembersChangedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        description="Add devices to a static group (dynamic groups: 409). Unknown or foreign ids: 400 listing "
+        "them, nothing changed.",
+    )
+    @action(detail=True, methods=["post"], url_path="members", pagination_class=None)
+    def members(self, request, group=None):
+        target = self.get_object()
+        data = validated(s.DeviceIdsSerializer, request.data)
+        added = services.device_group_members_add(group=target, actor=self.principal.actor, device_refs=data["device_ids"])
+        return Response({"added": added, "member_count": target.member_count})
+
+    @extend_schema(
+        operation_id="device_groups_members_remove",
+        parameters=[GROUP_PARAM],
+        request=s.DeviceIdsSerializer,
+        responses={200: s.MembersChangedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        description="Remove devices from a static group (same body as adding).",
+    )
+    @members.mapping.delete
+    def members_remove(self, request, group=None):
+        target = self.get_object()
+        data = validated(s.DeviceIdsSerializer, request.data)
+        removed = services.device_group_members_remove(
+            group=target, actor=self.principal.actor, device_refs=data["device_ids"]
+        )
+        return Response({"removed": removed, "member_count": target.member_count})
+
+
+class DeviceGroupDevicesView(OrgScopedAPIView):
+    """The group's member devices: same filters, pagination and shape as GET /devices."""
+
+    results_key = "devices"
+    pagination_class = DevicesPagination
+    serializer_class = s.DeviceSerializer
+    filterset_class = DeviceFilter
+    model = Device
+
+    def scoped_queryset(self):
+        return selectors.device_queryset(organization=self.organization)
+
+    @extend_schema(operation_id="device_groups_devices", parameters=[GROUP_PARAM, LABEL_PARAM])
+    def get(self, request, group):
+        target = selectors.group_by_ref(organization=self.organization, ref=group)
+        if target is None:
+            raise NotFound("No such device group.")
+        members = selectors.group_member_ids(organization=self.organization, group_ids=[target.id])
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset().filter(id__in=members)))
+        devices = list(page)
+        enrichments = registry.enrichments(organization=self.organization, devices=devices)
+        return self.get_paginated_response(
+            s.DeviceSerializer(devices, many=True, context={"enrichments": enrichments}).data
+        )
+
+
+class DeviceGroupsOfDeviceView(DeviceLookupMixin, OrgScopedAPIView):
+    """The groups a device belongs to, and why (selector or static): the device's Groups panel."""
+
+    results_key = "groups"
+    serializer_class = s.DeviceGroupMembershipSerializer
+
+    @extend_schema(operation_id="devices_groups", parameters=[DEVICE_PARAM])
+    def get(self, request, device):
+        target = self.device()
+        return self.paginated(
+            selectors.device_groups(organization=self.organization, device=target), s.DeviceGroupMembershipSerializer
+        )

@@ -4,7 +4,17 @@ import factory
 from django.utils import timezone
 
 from devices import services
-from devices.models import Device, DeviceToken, DeviceUser, EndUser, Platform
+from devices.models import (
+    Device,
+    DeviceGroup,
+    DeviceGroupMembership,
+    DeviceToken,
+    DeviceUser,
+    EndUser,
+    GroupKind,
+    MembershipReason,
+    Platform,
+)
 from fleet.tenancy import credentials, rls
 from fleet.tenancy.tests.factories import OrgScopedFactory
 
@@ -54,6 +64,27 @@ class DeviceUserFactory(OrgScopedFactory):
     last_seen_at = factory.LazyFunction(timezone.now)
 
 
+class DeviceGroupFactory(OrgScopedFactory):
+    """A static group row (no members); dynamic groups with members come from services.device_group_create."""
+
+    class Meta:
+        model = DeviceGroup
+
+    name = factory.Sequence(lambda n: f"Group {n}")
+    slug = factory.Sequence(lambda n: f"group-{n}")
+    kind = GroupKind.STATIC
+    selector = factory.LazyFunction(dict)
+
+
+class DeviceGroupMembershipFactory(OrgScopedFactory):
+    class Meta:
+        model = DeviceGroupMembership
+
+    group = factory.SubFactory(DeviceGroupFactory, organization=factory.SelfAttribute("..organization"))
+    device = factory.SubFactory(DeviceFactory, organization=factory.SelfAttribute("..organization"))
+    reason = MembershipReason.STATIC
+
+
 _registered = itertools.count(1)
 
 
@@ -69,4 +100,4 @@ def registered_device(organization, **kwargs):
 
 
 # Path kwarg -> factory, for the foundation's cross-organization route walk.
-ISOLATION_PATH_PARAMS = {"device": DeviceFactory, "user": EndUserFactory}
+ISOLATION_PATH_PARAMS = {"device": DeviceFactory, "user": EndUserFactory, "group": DeviceGroupFactory}

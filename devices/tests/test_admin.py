@@ -42,3 +42,33 @@ def test_admin_actions_call_the_services(admin_client, org):
         assert Device.objects.get(pk=first.pk).status == DeviceStatus.ARCHIVED
         assert Device.objects.get(pk=second.pk).status == DeviceStatus.REVOKED
         assert not DeviceToken.objects.filter(device=second, revoked_at__isnull=True).exists()
+
+
+def test_group_admin_validates_previews_and_lists_members(admin_client, org):
+    from devices.models import DeviceGroup
+
+    registered_device(org, device_id="b-1", labels={"site": "berlin"})
+    registered_device(org, device_id="p-1", labels={"site": "paris"})
+    add = reverse("admin:devices_devicegroup_add")
+    assert admin_client.get(add).status_code == 200
+    form = {"organization": str(org.pk), "name": "Berlin", "slug": "berlin", "description": "", "kind": "dynamic"}
+    bad = admin_client.post(add, {**form, "selector": '{"match_expressions": [{"key": "a", "operator": "Near"}]}'})
+    assert bad.status_code == 200 and "operator" in bad.content.decode()
+    response = admin_client.post(add, {**form, "selector": '{"match_labels": {"site": "berlin"}}'})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with rls.bypass(reason="test"):
+        group = DeviceGroup.objects.get(slug="berlin")
+        assert group.member_count == 1
+    page = admin_client.get(reverse("admin:devices_devicegroup_change", args=[group.pk])).content.decode()
+    assert "1 device(s) match now" in page and "b-1" in page and "1 member(s)" in page
+    response = admin_client.post(reverse("admin:devices_devicegroup_change", args=[group.pk]), {
+        "name": "Paris", "slug": "berlin", "description": "", "selector": '{"match_labels": {"site": "paris"}}'})
+    assert response.status_code == 302
+    changelist = admin_client.get(reverse("admin:devices_devicegroup_changelist")).content.decode()
+    assert "Paris" in changelist
+    with rls.bypass(reason="test"):
+        assert set(group.memberships.values_list("device__device_id", flat=True)) == {"p-1"}
+    response = admin_client.post(reverse("admin:devices_devicegroup_delete", args=[group.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    with rls.bypass(reason="test"):
+        assert not DeviceGroup.objects.filter(pk=group.pk).exists()

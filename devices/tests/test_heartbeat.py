@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from devices import registry
+from devices import registry, services
 from devices.models import Connectivity, Device, DeviceToken, EndUser
 from devices.tests.conftest import device_client
 from devices.tests.factories import registered_device
@@ -136,14 +136,12 @@ def test_heartbeat_rejects_bad_input(device, dclient, body, field):
     assert fresh(device).last_heartbeat is None
 
 
-def test_heartbeat_query_count(device, dclient, statements, monkeypatch):
+def test_heartbeat_query_count(device, dclient, statements):
     """Authentication included: credential function + token/device select + one UPDATE.
 
-    Providers registered by other apps (deployments' directives, …) add their own statements: they
-    are measured in their apps, so this test runs with none."""
+    Providers registered by other apps (deployments' directives, training rounds) are all installed;
+    they run only for a device flagged with `attention`, so an ordinary heartbeat adds nothing."""
     from django.db import connection
-
-    monkeypatch.setattr(registry, "_heartbeat_providers", [])
 
     assert beat(dclient, device.device_id, {"status": "active", "metrics": METRICS}).status_code == 200
     for due in (False, True):  # steady state, and again when the token's last-used time is due
@@ -201,6 +199,8 @@ def test_providers_contribute_to_heartbeat_and_health(device, dclient):
     registry.register_heartbeat_provider(directives)
     registry.register_heartbeat_provider(quiet)
     registry.register_health_provider(health)
+    with rls.bypass(reason="test"):
+        assert services.devices_attention(organization=device.organization, device_ids=[device.id]) == 1
     try:
         body = beat(dclient, device.device_id).json()
         assert body["directives"] == [{"type": "sync"}, {"type": "noop"}]
@@ -213,3 +213,25 @@ def test_providers_contribute_to_heartbeat_and_health(device, dclient):
         for fn in (directives, quiet, health):
             registry.unregister(fn)
     assert beat(dclient, device.device_id).json()["directives"] == []
+
+
+def test_attention_runs_the_providers_once_then_clears(device, dclient):
+    calls = []
+
+    def provider(*, device, organization):
+        calls.append(device.id)
+        return {}
+
+    registry.register_heartbeat_provider(provider)
+    try:
+        beat(dclient, device.device_id)  # a new device checks once for anything already waiting
+        beat(dclient, device.device_id)
+        assert calls == [device.id]  # then nothing pending: no provider runs
+        with rls.bypass(reason="test"):
+            services.devices_attention(organization=device.organization, device_ids=[device.id])
+        beat(dclient, device.device_id)
+        beat(dclient, device.device_id)
+        assert calls == [device.id, device.id]  # ran once, found nothing, cleared the flag
+        assert fresh(device).attention == 0
+    finally:
+        registry.unregister(provider)

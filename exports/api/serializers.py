@@ -14,7 +14,8 @@ class RangeFieldsMixin:
 class ExportCreateSerializer(RangeFieldsMixin, serializers.Serializer):
     scope_type = serializers.ChoiceField(choices=ScopeType.choices)
     scope_id = serializers.UUIDField(
-        required=False, allow_null=True, help_text="The device's id (DEVICE); omitted or the organization's id (ORGANIZATION)."
+        required=False, allow_null=True, help_text="The device's id (DEVICE), the device group's id (DEVICE_GROUP: its members when the export "
+        "runs); omitted or the organization's id (ORGANIZATION)."
     )
     from_ = serializers.DateTimeField(help_text="Inclusive start (ISO-8601).")
     to_ = serializers.DateTimeField(help_text="Exclusive end (ISO-8601); at most EXPORT_MAX_RANGE_DAYS after from.")

@@ -57,8 +57,9 @@ def test_submit_validation(client_a, client_b, org, other_org):
     assert fields(scope_type="GALAXY") == {"scope_type"}
     assert fields(format="xml") == {"format"}
     assert fields(scope_type="DEVICE") == {"scope_id"}
+    assert fields(scope_type="DEVICE_GROUP") == {"scope_id"}
     response = client_a.post("/api/v1/exports", body(scope_type="DEVICE_GROUP", scope_id=str(uuid.uuid4())), format="json")
-    assert response.status_code == 400 and "not supported yet" in response.json()["message"]
+    assert response.status_code == 404  # unknown (or another organization's) group
     # scopes outside the organization: 404
     assert client_a.post("/api/v1/exports", body(scope_type="DEVICE", scope_id=str(foreign.id)), format="json").status_code == 404
     assert client_a.post("/api/v1/exports", body(scope_id=str(other_org.id)), format="json").status_code == 404

@@ -194,3 +194,31 @@ def test_memory_stays_flat_as_the_export_grows(org, settings):
     small, large = peaks
     print(f"peak traced memory: {small / 1e6:.2f} MB for 4k rows, {large / 1e6:.2f} MB for 24k rows")
     assert large < small * 1.5 + 256 * 1024
+
+
+def test_device_group_export_covers_the_group_members(client_a, org, small_chunks, local_storage):
+    from devices import services as device_services
+    from fleet.activity.services import SYSTEM
+
+    inside = DeviceFactory(organization=org, labels={"site": "berlin"})
+    outside = DeviceFactory(organization=org, labels={"site": "paris"})
+    add_readings(org, inside, 7)
+    add_readings(org, outside, 5)
+    AnnotationFactory(organization=org, device=inside)
+    AnnotationFactory(organization=org, device=outside)
+    with rls.bypass(reason="test setup"):
+        group = device_services.device_group_create(
+            organization=org, actor=SYSTEM, name="Berlin", slug="berlin", selector={"match_labels": {"site": "berlin"}}
+        )
+    response = client_a.post("/api/v1/exports", {
+        "scope_type": "DEVICE_GROUP", "scope_id": str(group.id), "from": T0.isoformat(),
+        "to": (T0 + dt.timedelta(days=1)).isoformat(), "includes": ["READINGS", "ANNOTATIONS"]}, format="json")
+    assert response.status_code == 201, response.json()
+    job = job_state(ExportJob(id=response.json()["id"]))
+    assert run(job) == "ready"
+    job = job_state(job)
+    assert job.reading_count == 7
+    members, manifest = read_zip(stored(job))
+    _, rows = csv_rows(members["readings.csv"])
+    assert rows == expected_readings(org, T0, T0 + dt.timedelta(days=1), device=inside)
+    assert manifest["scope_type"] == "DEVICE_GROUP" and manifest["scope_id"] == str(group.id)

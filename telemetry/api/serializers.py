@@ -45,6 +45,18 @@ class ReadingsBatchSerializer(serializers.Serializer):
     readings = ReadingItemSerializer(many=True, help_text="At most READINGS_BATCH_MAX (10,000) items.")
 
 
+class ReadingsBatchRequestSerializer(serializers.Serializer):
+    """The request as the server reads it: any item is accepted into the batch and validated on its own
+    (shape: ReadingItemSerializer); an invalid one is quarantined and reported in `errors`, never rejected."""
+
+    readings = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="At most READINGS_BATCH_MAX (10,000) items, each an object with `device_id` (device UUID or "
+        "identifier; required with an API key), `metric` (string), `ts` (ISO-8601; no offset: UTC) and `value` "
+        "(number). Invalid items are quarantined (202 with `errors`), never rejected.",
+    )
+
+
 class IngestErrorSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     reason = serializers.CharField()
@@ -74,8 +86,21 @@ class ReadingsQuerySerializer(RangeFieldsMixin, serializers.Serializer):
         return attrs
 
 
-class AggregatedQuerySerializer(RangeFieldsMixin, serializers.Serializer):
-    device = serializers.CharField(help_text="Device UUID `id` or `device_id`.")
+class DeviceOrGroupMixin:
+    """Exactly one of `device` and `group` (a device group: its member devices together)."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if bool(attrs.get("device")) == bool(attrs.get("group")):
+            raise serializers.ValidationError({"device": ["Give exactly one of device and group."]})
+        return attrs
+
+
+class AggregatedQuerySerializer(DeviceOrGroupMixin, RangeFieldsMixin, serializers.Serializer):
+    device = serializers.CharField(required=False, help_text="Device UUID `id` or `device_id`.")
+    group = serializers.CharField(
+        required=False, help_text="Device group UUID or slug: readings of all its members (instead of `device`)."
+    )
     metric = serializers.CharField(max_length=METRIC_MAX)
     from_ = serializers.DateTimeField(required=False, help_text="Inclusive; default `to` minus one day.")
     to_ = serializers.DateTimeField(required=False, help_text="Exclusive; default now.")
@@ -92,8 +117,11 @@ class AggregatedQuerySerializer(RangeFieldsMixin, serializers.Serializer):
         return list(dict.fromkeys(names))
 
 
-class StatsQuerySerializer(RangeFieldsMixin, serializers.Serializer):
-    device = serializers.CharField(help_text="Device UUID `id` or `device_id`.")
+class StatsQuerySerializer(DeviceOrGroupMixin, RangeFieldsMixin, serializers.Serializer):
+    device = serializers.CharField(required=False, help_text="Device UUID `id` or `device_id`.")
+    group = serializers.CharField(
+        required=False, help_text="Device group UUID or slug: readings of all its members (instead of `device`)."
+    )
     metric = serializers.CharField(required=False, max_length=METRIC_MAX)
     from_ = serializers.DateTimeField(required=False)
     to_ = serializers.DateTimeField(required=False)
@@ -126,7 +154,8 @@ class BucketSerializer(serializers.Serializer):
 
 
 class AggregatedSerializer(RangeFieldsMixin, serializers.Serializer):
-    device = serializers.UUIDField()
+    device = serializers.UUIDField(allow_null=True, help_text="Null when a group was asked for.")
+    group = serializers.UUIDField(allow_null=True, required=False, help_text="The device group, when asked for.")
     metric = serializers.CharField()
     bucket = serializers.ChoiceField(choices=list(BUCKETS))
     from_ = serializers.DateTimeField()

@@ -1,0 +1,81 @@
+"""A deployment that targets a device group follows the group's membership, in the same transaction."""
+
+import pytest
+
+from deployments import services
+from deployments.models import AssignmentSource, DeviceAssignment
+from deployments.tests.factories import DeploymentFactory
+from devices import services as device_services
+from devices.models import GroupKind
+from devices.tests.factories import DeviceFactory
+from fleet.activity.services import SYSTEM
+from fleet.errors import Invalid
+
+pytestmark = pytest.mark.django_db
+
+
+def assigned(dep):
+    return set(DeviceAssignment.objects.filter(deployment=dep).values_list("device__device_id", flat=True))
+
+
+def start(org, group):
+    dep = DeploymentFactory(
+        organization=org,
+        targeting={"selector": None, "app_target_ids": [], "device_group_ids": [str(group.id)], "device_ids": []},
+        strategy={"type": "staged", "stages": [100]},
+    )
+    services.deployment_start(deployment=dep, actor=SYSTEM)
+    return dep
+
+
+def test_dynamic_group_target_follows_labels_and_selector_edits(org, org_context):
+    org_context(org)
+    one = DeviceFactory(organization=org, device_id="one", labels={"site": "berlin"})
+    DeviceFactory(organization=org, device_id="two", labels={"site": "paris"})
+    group = device_services.device_group_create(organization=org, actor=SYSTEM, name="B", slug="b",
+                                                selector={"match_labels": {"site": "berlin"}})
+    dep = start(org, group)
+    assert assigned(dep) == {"one"}
+    assert DeviceAssignment.objects.get(deployment=dep).source == AssignmentSource.GROUP
+
+    one.organization = org
+    device_services.device_update(device=one, actor=SYSTEM, labels={"site": "paris"})  # label change out
+    assert assigned(dep) == set()
+    device_services.device_update(device=one, actor=SYSTEM, labels={"site": "berlin"})  # and back in
+    assert assigned(dep) == {"one"}
+    device_services.device_register(organization=org, actor=SYSTEM, device_id="three", labels={"site": "berlin"})
+    assert assigned(dep) == {"one", "three"}
+    device_services.devices_bulk_labels(organization=org, actor=SYSTEM, target={"device_ids": ["two"]},
+                                        set_labels={"site": "berlin"})
+    assert assigned(dep) == {"one", "two", "three"}
+    group.refresh_from_db()
+    group.organization = org
+    device_services.device_group_update(group=group, actor=SYSTEM, selector={"match_labels": {"site": "rome"}})
+    assert assigned(dep) == set()
+
+
+def test_static_group_target_follows_members(org, org_context):
+    org_context(org)
+    DeviceFactory(organization=org, device_id="one")
+    DeviceFactory(organization=org, device_id="two")
+    group = device_services.device_group_create(organization=org, actor=SYSTEM, name="S", slug="s", kind=GroupKind.STATIC)
+    dep = start(org, group)
+    assert assigned(dep) == set()
+    device_services.device_group_members_add(group=group, actor=SYSTEM, device_refs=["one", "two"])
+    assert assigned(dep) == {"one", "two"}
+    device_services.device_group_members_remove(group=group, actor=SYSTEM, device_refs=["two"])
+    assert assigned(dep) == {"one"}
+    device_services.device_group_delete(group=group, actor=SYSTEM)
+    assert assigned(dep) == set()
+
+
+def test_targeting_validates_group_ids(org, other_org, org_context):
+    org_context(org)
+    mine = device_services.device_group_create(organization=org, actor=SYSTEM, name="M", slug="m")
+    services.validate_targeting(organization=org, app=None, targeting={"device_group_ids": [str(mine.id)]})
+    org_context(other_org)
+    theirs = device_services.device_group_create(organization=other_org, actor=SYSTEM, name="T", slug="t")
+    org_context(org)
+    with pytest.raises(Invalid) as exc:
+        services.validate_targeting(organization=org, app=None, targeting={"device_group_ids": [str(theirs.id)]})
+    assert "targeting.device_group_ids" in exc.value.fields
