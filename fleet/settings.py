@@ -151,9 +151,12 @@ else:
     CELERY_BROKER_URL = "filesystem://"
     _broker_dir = VAR_DIR / "celery" / "queue"
     _broker_dir.mkdir(parents=True, exist_ok=True)
+    _control_dir = VAR_DIR / "celery" / "control"
+    _control_dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
+        "control_folder": str(_control_dir),  # kombu's default is ./control in the working directory
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -348,6 +351,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "PlatformEnum": "apps_catalog.models.Platform",
     "DeviceStatusEnum": "devices.models.DeviceStatus",
     "ConnectivityStatusEnum": "devices.models.Connectivity",
+    "DeviceGroupKindEnum": "devices.models.GroupKind",
+    "AppKeyKindEnum": "apps_catalog.models.AppKeyKind",
     "DeviceStatusUpdateEnum": [("active", "active"), ("inactive", "inactive"), ("archived", "archived")],
     "HeartbeatStatusEnum": [("active", "active"), ("inactive", "inactive")],
     "RegistrationTokenStatusEnum": "provisioning.models.TokenStatus",
