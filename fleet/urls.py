@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView, SpectacularYAMLAPIView
@@ -27,3 +28,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema-json"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema-json"), name="redoc"),
 ]
+
+if settings.BENCH_VIEWS:  # reference views for `make bench` only
+    urlpatterns.append(path("bench/", include("bench.urls")))
