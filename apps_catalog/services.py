@@ -1,9 +1,7 @@
 """Writes and domain actions for the catalog and apps. Each runs in one transaction; the API, the
 admin and the management command all call these."""
 
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
@@ -31,6 +29,7 @@ from fleet.activity import services as activity
 from fleet.activity.services import SYSTEM
 from fleet.errors import Conflict, Forbidden, Invalid
 from fleet.tenancy import credentials, rls
+from fleet.tenancy.services import credential_find, credential_touch
 
 RESERVED_SLUGS = {"bootstrap"}
 
@@ -387,23 +386,14 @@ def app_key_authenticate(*, secret, kind):
 
     Revoked keys and keys of archived apps are refused. Malformed secrets never reach the database.
     """
-    prefix = AppKey.PREFIXES[kind]
-    if not credentials.is_well_formed(secret=secret, prefix=prefix):
-        return None
-    secret_hash = credentials.hash_secret(secret)
-    rls.credential_org_id(table=AppKey._meta.db_table, secret_hash=secret_hash)
-    app_key = (
-        AppKey.objects.select_related("app", "organization").filter(secret_hash=secret_hash, kind=kind).first()
+    app_key = credential_find(
+        queryset=AppKey.objects.select_related("app", "organization").filter(kind=kind),
+        secret=secret,
+        prefix=AppKey.PREFIXES[kind],
     )
     if app_key is None or app_key.revoked_at is not None or app_key.app.archived_at is not None:
         return None
-    if not rls.current_org_ids():  # SQLite: no credential function, activate from the row
-        rls.activate(org_ids=[app_key.organization_id])
-    now = timezone.now()
-    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
-    if app_key.last_used_at is None or now - app_key.last_used_at >= resolution:
-        AppKey.objects.filter(pk=app_key.pk).update(last_used_at=now)
-        app_key.last_used_at = now
+    credential_touch(row=app_key)
     return app_key
 
 

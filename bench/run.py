@@ -25,10 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 SIZES = {
-    #         devices  tokens  readings/device  pairs  seconds/run  export readings cap
-    "full": dict(devices=100_000, tokens=10_000, readings=10, pairs=3, seconds=5.0, small_export=100_000),
-    "quick": dict(devices=20_000, tokens=2_000, readings=5, pairs=3, seconds=2.0, small_export=10_000),
-    "smoke": dict(devices=300, tokens=40, readings=3, pairs=1, seconds=0.5, small_export=100),
+        "full": dict(devices=100_000, tokens=10_000, readings=10, groups=10, pairs=3, seconds=5.0, small_export=100_000),
+    "quick": dict(devices=20_000, tokens=2_000, readings=5, groups=10, pairs=3, seconds=2.0, small_export=10_000),
+    "smoke": dict(devices=300, tokens=40, readings=3, groups=2, pairs=1, seconds=0.5, small_export=100),
 }
 TARGETS = {
     "heartbeat": (">=", 0.5),
@@ -39,6 +38,7 @@ TARGETS = {
     "export": ("<=", 2.5),
     "export_rss_1m_vs_100k": ("<=", 1.2),
     "materialize": ("<=", 1.5),
+    "bulk_labels": ("<=", 1.5),
 }
 
 
@@ -131,9 +131,13 @@ class Server:
 
     def __enter__(self):
         env = {**os.environ, "BIND": f"127.0.0.1:{self.port}"}
+        # Server output goes to a file: an unread pipe fills up and then blocks the workers.
+        self.log_path = ROOT / "bench" / "results" / "gunicorn.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in __exit__
         self.process = subprocess.Popen(
             [PY, "-m", "gunicorn", "fleet.wsgi:application", "--config", "fleet/gunicorn_conf.py"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -142,11 +146,12 @@ class Server:
                 return self
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start: " + self.process.stderr.read(2000).decode())
+        raise RuntimeError(f"gunicorn did not start: see {self.log_path}")
 
     def __exit__(self, *exc):
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.log.close()
 
 
 # --- the benchmarks -------------------------------------------------------------------------------------------
@@ -408,7 +413,28 @@ def bench_materialize(ctx, size):
         return seconds
 
     ratio, a, b = interleaved(subject, reference, size["pairs"])
-    return dict(name="materialize", ratio=ratio, subject=a, reference=b, unit="s", extra={"devices": ctx["devices"]})
+
+    from devices import services as device_services
+
+    flips = iter(range(1_000_000))
+
+    def bulk_labels():
+        # Every device changes (a new value each time), so every group membership is re-evaluated.
+        began = time.perf_counter()
+        with rls.organization_context(org_id=ctx["org"].id):
+            result = device_services.devices_bulk_labels(
+                organization=ctx["org"], actor=SYSTEM, target={"selector": {}}, set_labels={"wave": f"w{next(flips)}"}
+            )
+        seconds = time.perf_counter() - began
+        assert result["changed"] == ctx["devices"], result
+        return seconds
+
+    bulk_ratio, bulk_a, bulk_b = interleaved(bulk_labels, reference, size["pairs"])
+    return [
+        dict(name="materialize", ratio=ratio, subject=a, reference=b, unit="s", extra={"devices": ctx["devices"]}),
+        dict(name="bulk_labels", ratio=bulk_ratio, subject=bulk_a, reference=bulk_b, unit="s",
+             extra={"devices": ctx["devices"], "groups": ctx["groups"]}),
+    ]
 
 
 # --- orchestration ---------------------------------------------------------------------------------------------
@@ -429,6 +455,9 @@ def setup_fleet(size):
         began = time.perf_counter()
         facts["readings"] = seed.seed_readings(organization=org, per_device=size["readings"])
         facts["seed_readings_s"] = round(time.perf_counter() - began, 2)
+        began = time.perf_counter()
+        seed.seed_groups(organization=org, count=size["groups"])
+        facts["seed_groups_s"] = round(time.perf_counter() - began, 2)
         _, api_key = services.api_key_create(organization=org, name="bench")
         from apps_catalog.models import ModelCapability
 
@@ -448,7 +477,7 @@ def setup_fleet(size):
             desired, _, _ = control.desired_state(device=device, organization=org)
             revisions[uuid] = desired["revision"]
     return {"org": org, "tokens": tokens, "api_key": api_key, "revisions": revisions, "devices": size["devices"],
-            "facts": facts}
+            "groups": size["groups"], "facts": facts}
 
 
 def machine_facts():

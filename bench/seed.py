@@ -98,6 +98,18 @@ def seed_readings(*, organization, per_device, metric="temperature_c", start=Non
         return cursor.rowcount
 
 
+def seed_groups(*, organization, count):
+    """`count` dynamic groups, one per site label (each materialized by one set-based statement)."""
+    from devices import services as device_services
+    from fleet.activity.services import SYSTEM
+
+    for index in range(count):
+        device_services.device_group_create(
+            organization=organization, actor=SYSTEM, name=f"Site {index}", slug=f"site-{index}",
+            selector={"match_labels": {"site": f"site-{index % SITES}"}},
+        )
+
+
 def reading_window(*, per_device, start=None):
     start = start or datetime(2026, 1, 1, tzinfo=UTC)
     return start, start + timedelta(minutes=per_device + 1)

@@ -21,6 +21,7 @@ from fleet.activity import services as activity
 from fleet.activity.models import ActivityEvent, ActorType
 from fleet.errors import Conflict, Forbidden, Invalid, PayloadTooLarge
 from fleet.tenancy import credentials, rls
+from fleet.tenancy.services import credential_find, credential_touch, credential_touch_due
 
 from . import label_selector, membership, registry, validation
 from .models import (
@@ -119,35 +120,24 @@ def device_token_authenticate(*, secret):
     Broken secrets are rejected before any query; then the credential function makes the
     organization current and one query loads token + device + organization.
     """
-    if not credentials.is_well_formed(secret=secret, prefix=DeviceToken.PREFIX):
-        return None
-    secret_hash = credentials.hash_secret(secret)
-    rls.credential_org_id(table=DeviceToken._meta.db_table, secret_hash=secret_hash)
-    token = (
-        DeviceToken.objects.select_related("device", "organization")
-        .filter(secret_hash=secret_hash, revoked_at__isnull=True)
-        .first()
+    token = credential_find(
+        queryset=DeviceToken.objects.select_related("device", "organization").filter(revoked_at__isnull=True),
+        secret=secret,
+        prefix=DeviceToken.PREFIX,
     )
     if token is None or token.device.status == DeviceStatus.REVOKED:
         return None
-    if not rls.current_org_ids():  # SQLite: no credential function, activate from the row
-        rls.activate(org_ids=[token.organization_id])
     token.device.organization = token.organization  # cached: no query when services need it
     return token
 
 
 def device_token_needs_touch(*, token, now=None):
-    now = now or timezone.now()
-    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
-    return token.last_used_at is None or now - token.last_used_at >= resolution
+    return credential_touch_due(row=token, now=now or timezone.now())
 
 
 def device_token_touch(*, token, now=None):
     """Record use of a token, at most once per CREDENTIAL_LAST_USED_RESOLUTION_S."""
-    now = now or timezone.now()
-    if device_token_needs_touch(token=token, now=now):
-        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    credential_touch(row=token, now=now)
 
 
 # --- registration ----------------------------------------------------------------------------------

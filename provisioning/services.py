@@ -27,7 +27,8 @@ from fleet.activity.models import ActorType
 from fleet.activity.services import Actor
 from fleet.api.authentication import INVALID_CREDENTIALS
 from fleet.errors import Conflict, Invalid, Unauthorized
-from fleet.tenancy import credentials, rls
+from fleet.tenancy import credentials
+from fleet.tenancy.services import credential_find
 
 from . import pki
 from .models import (
@@ -322,17 +323,13 @@ def _token_for_secret(*, secret):
 
     Malformed secrets are refused before any query; unknown ones get the same 401.
     """
-    if not isinstance(secret, str) or not credentials.is_well_formed(secret=secret, prefix=RegistrationToken.PREFIX):
-        raise Unauthorized(INVALID_CREDENTIALS)
-    secret_hash = credentials.hash_secret(secret)
-    rls.credential_org_id(table=RegistrationToken._meta.db_table, secret_hash=secret_hash)
-    token = (
-        RegistrationToken.objects.select_related("device", "organization").filter(secret_hash=secret_hash).first()
+    token = credential_find(
+        queryset=RegistrationToken.objects.select_related("device", "organization"),
+        secret=secret,
+        prefix=RegistrationToken.PREFIX,
     )
     if token is None:
         raise Unauthorized(INVALID_CREDENTIALS)
-    if not rls.current_org_ids():  # SQLite: no credential function, activate from the row
-        rls.activate(org_ids=[token.organization_id])
     token.device.organization = token.organization
     return token
 

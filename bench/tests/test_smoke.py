@@ -23,7 +23,7 @@ def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
     report = json.loads(output.read_text())
     names = {r["name"] for r in report["results"]}
     assert names == {"heartbeat", "device_list", "sync_unchanged", "desired_state_304", "readings_ingest", "export",
-                     "export_rss_1m_vs_100k", "materialize"}
+                     "export_rss_1m_vs_100k", "materialize", "bulk_labels"}
     for line in result.stdout.splitlines():
         assert " ratio=" in line and line.endswith(("pass", "FAIL"))
     heartbeat = next(r for r in report["results"] if r["name"] == "heartbeat")

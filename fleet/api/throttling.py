@@ -1,7 +1,5 @@
-"""Fixed-window rate limits per credential, counted in the shared cache (Redis when REDIS_URL is set).
-
-`cache.incr` is atomic in Redis, so several web processes share one exact count per window.
-"""
+"""Fixed-window rate limits per credential, counted in Redis when REDIS_URL is set (INCR is atomic,
+so several web processes share one exact count per window), else in the local cache."""
 
 import time
 
@@ -10,6 +8,36 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from fleet.api.authentication import Principal
+
+
+_redis = None
+
+
+def _redis_client():
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis.from_url(settings.REDIS_URL)
+    return _redis
+
+
+def hit(key, window):
+    """Count one request in the window; returns the count so far.
+
+    With Redis: INCR and EXPIRE NX pipelined, one round trip and exact across processes.
+    Without: the local cache (per process; the embedded single-machine default)."""
+    if settings.REDIS_URL:
+        pipe = _redis_client().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, window + 1, nx=True)
+        return pipe.execute()[0]
+    cache.add(key, 0, timeout=window + 1)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=window + 1)
+        return 1
 
 
 def parse_rate(rate):
@@ -32,13 +60,7 @@ class CredentialRateThrottle(BaseThrottle):
         )
         limit, window = parse_rate(rate)
         now = time.time()
-        key = f"ratelimit:{scope}:{ident}:{int(now // window)}"
-        cache.add(key, 0, timeout=window + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, timeout=window + 1)
-            count = 1
+        count = hit(f"ratelimit:{scope}:{ident}:{int(now // window)}", window)
         self._wait = window - (now % window)
         return count <= limit
 

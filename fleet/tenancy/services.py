@@ -55,25 +55,43 @@ def api_key_revoke(*, api_key):
     return api_key
 
 
-def api_key_authenticate(*, secret):
-    """Return the usable ApiKey for `secret` (organization made current), or None.
+def credential_find(*, queryset, secret, prefix):
+    """The row of `queryset` holding `secret`, with its organization made current, or None.
 
-    Malformed or checksum-broken secrets are rejected before any query.
+    Every credential kind goes through here: a malformed or checksum-broken secret never reaches
+    the database; then one statement finds the organization (rls.credential_org_id) and one
+    unordered indexed read loads the row.
     """
-    if not credentials.is_well_formed(secret=secret, prefix=ApiKey.PREFIX):
+    if not isinstance(secret, str) or not credentials.is_well_formed(secret=secret, prefix=prefix):
         return None
     secret_hash = credentials.hash_secret(secret)
-    rls.credential_org_id(table=ApiKey._meta.db_table, secret_hash=secret_hash)
-    api_key = ApiKey.objects.select_related("organization").filter(secret_hash=secret_hash).first()
+    rls.credential_org_id(table=queryset.model._meta.db_table, secret_hash=secret_hash)
+    row = next(iter(queryset.filter(secret_hash=secret_hash).order_by()[:1]), None)
+    if row is not None and not rls.current_org_ids():  # SQLite: no credential function
+        rls.activate(org_ids=[row.organization_id])
+    return row
+
+
+def credential_touch_due(*, row, now):
+    """Whether `last_used_at` is due: it is written at most once per CREDENTIAL_LAST_USED_RESOLUTION_S."""
+    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
+    return row.last_used_at is None or now - row.last_used_at >= resolution
+
+
+def credential_touch(*, row, now=None):
+    now = now or timezone.now()
+    if credential_touch_due(row=row, now=now):
+        type(row).objects.filter(pk=row.pk).update(last_used_at=now)
+        row.last_used_at = now
+
+
+def api_key_authenticate(*, secret):
+    """Return the usable ApiKey for `secret` (organization made current), or None."""
+    api_key = credential_find(queryset=ApiKey.objects.select_related("organization"), secret=secret, prefix=ApiKey.PREFIX)
     now = timezone.now()
     if api_key is None or not api_key.is_usable(now):
         return None
-    if not rls.current_org_ids():  # SQLite: no credential function, activate from the row
-        rls.activate(org_ids=[api_key.organization_id])
-    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
-    if api_key.last_used_at is None or now - api_key.last_used_at >= resolution:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
+    credential_touch(row=api_key, now=now)
     return api_key
 
 
