@@ -1,14 +1,18 @@
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps_catalog.admin import AppAdmin
+from apps_catalog.models import App
 from fleet.activity.services import Actor
 from fleet.errors import DomainError
 from fleet.tenancy.admin_site import OrgScopedAdmin
 
 from . import services
 from .models import AssignmentStatus, Deployment, DeviceAssignment, DeviceCommand
+from .orchestrator import slot_coverage
 from .selectors import deployment_progress
 
 BAR = (
@@ -128,3 +132,35 @@ class DeviceCommandAdmin(OrgScopedAdmin):
     search_fields = ["device__device_id"]
     list_select_related = ["device"]
     raw_id_fields = ["device"]
+
+
+# --- slot coverage badge in the app list (the apps admin lives below deployments) --------------------------
+BADGE = '<span style="padding:2px 6px;border-radius:8px;color:#fff;background:{}">{}</span>'
+BADGE_COLORS = {"healthy": "#2e7d32", "degraded": "#ef6c00", "unconfigured": "#757575", "no_targets": "#9e9e9e"}
+
+
+class AppHealthChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        # One batched computation for the page (a fixed number of aggregate queries).
+        coverage = slot_coverage(apps=self.result_list)
+        for app in self.result_list:
+            app.coverage_status = coverage[app.id]["status"]
+
+
+class AppHealthAdmin(AppAdmin):
+    list_display = [*AppAdmin.list_display, "health"]
+
+    def get_changelist(self, request, **kwargs):
+        return AppHealthChangeList
+
+    @admin.display(description="health")
+    def health(self, obj):
+        status = getattr(obj, "coverage_status", None)
+        if status is None:
+            return "-"
+        return format_html(BADGE, BADGE_COLORS.get(status, "#757575"), status)
+
+
+admin.site.unregister(App)
+admin.site.register(App, AppHealthAdmin)
