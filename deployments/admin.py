@@ -65,9 +65,9 @@ class DeploymentAdmin(OrgScopedAdmin):
         counts = ", ".join(f"{status}: {count}" for status, count in progress["by_status"].items())
         width = round(100 * progress["in_rollout"] / progress["targeted"]) if progress["targeted"] else 0
         return format_html(
-            BAR + "<p>{in_rollout} of {targeted} devices in the rollout; {counts}; failure rate {rate:.1%}</p>",
+            BAR + "<p>{in_rollout} of {targeted} devices in the rollout; {counts}; failure rate {rate}</p>",
             width=width, title="", in_rollout=progress["in_rollout"], targeted=progress["targeted"],
-            counts=counts, rate=progress["failure_rate"],
+            counts=counts, rate=f"{progress['failure_rate']:.1%}",
         )
 
     @admin.display(description="assignments")
