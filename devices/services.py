@@ -54,6 +54,7 @@ INVENTORY_FIELDS = (
 PATCHABLE_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE, DeviceStatus.ARCHIVED)
 FRAME_EVENT_EVERY = timedelta(hours=1)
 JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_END = b"\xff\xd9"
 SWEEP_BATCH = 5000
 
 
@@ -495,10 +496,16 @@ def frame_verify(content):
 
     if not content.startswith(JPEG_MAGIC):
         raise Invalid("The frame is not a JPEG image.", field="frame")
+    if not content.rstrip(b"\x00").endswith(JPEG_END):
+        # Data after the end-of-image marker: a truncated frame, or a polyglot (JPEG + ZIP, …).
+        raise Invalid("The frame does not end where its JPEG data ends.", field="frame")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(content), formats=["JPEG"]) as image:
+                # The header's size is checked before decoding: a small file can claim a huge image.
+                if image.width * image.height > settings.FRAME_MAX_PIXELS:
+                    raise Invalid("The frame has too many pixels.", field="frame")
                 image.load()  # full decode: truncated or corrupt data fails here
                 return image.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -224,6 +224,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 # Camera frames (POST /devices/{device}/frames): largest accepted JPEG, in bytes.
 FRAME_MAX_BYTES = env_int("FRAME_MAX_BYTES", 5 * 1024 * 1024)
+# Largest accepted frame in pixels (width x height), checked before decoding: 4096² decodes to at most
+# 64 MiB (docs/security.md §5; applied by devices.services.frame_verify).
+FRAME_MAX_PIXELS = env_int("FRAME_MAX_PIXELS", 4096 * 4096)
 # Readings ingest (POST /readings/batch): most items per request (more: 413).
 READINGS_BATCH_MAX = env_int("READINGS_BATCH_MAX", 10_000)
 # JSON bodies (docs/security.md): default cap per endpoint (413 above; endpoints may set their own), the

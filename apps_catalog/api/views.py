@@ -24,6 +24,7 @@ from apps_catalog.models import AppKey, AppTarget, CapabilitySlot, CatalogModel,
 from fleet.activity.api.filters import ActivityFilter
 from fleet.activity.api.serializers import ActivityEventSerializer
 from fleet.activity.selectors import activity_list
+from fleet.api.errors import ErrorSerializer
 from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, is_uuid, validated
 from fleet.tenancy.models import Role
 
@@ -251,7 +252,7 @@ class AppViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     def retrieve(self, request, slug=None):
         return Response(s.AppSerializer(self.get_object()).data)
 
-    @extend_schema(request=s.AppUpdateSerializer, responses=s.AppSerializer)
+    @extend_schema(request=s.AppUpdateSerializer, responses={200: s.AppSerializer, 409: ErrorSerializer})
     def partial_update(self, request, slug=None):
         app = self.get_object()
         data = validated(s.AppUpdateSerializer, request.data)
@@ -293,7 +294,8 @@ class AppTargetViewSet(AppScopedMixin, OrgScopedViewSet):
         return self.paginated(self.get_queryset(), s.AppTargetSerializer)
 
     @extend_schema(
-        operation_id="apps_targets_create", request=s.AppTargetCreateSerializer, responses={201: s.AppTargetSerializer}
+        operation_id="apps_targets_create", request=s.AppTargetCreateSerializer,
+        responses={201: s.AppTargetSerializer, 409: ErrorSerializer},
     )
     def create(self, request, slug=None):
         app = self.app
@@ -321,7 +323,8 @@ class AppKeyViewSet(AppScopedMixin, OrgScopedViewSet):
         return self.paginated(self.get_queryset(), s.AppKeySerializer)
 
     @extend_schema(
-        operation_id="apps_keys_create", request=s.AppKeyCreateSerializer, responses={201: s.AppKeyCreatedSerializer}
+        operation_id="apps_keys_create", request=s.AppKeyCreateSerializer,
+        responses={201: s.AppKeyCreatedSerializer, 409: ErrorSerializer},
     )
     def create(self, request, slug=None):
         app = self.app
@@ -359,7 +362,7 @@ class CapabilitySlotViewSet(AppScopedMixin, OrgScopedViewSet):
     @extend_schema(
         operation_id="apps_capabilities_put",
         request=s.CapabilitySlotPutSerializer,
-        responses={200: s.CapabilitySlotSerializer, 201: s.CapabilitySlotSerializer},
+        responses={200: s.CapabilitySlotSerializer, 201: s.CapabilitySlotSerializer, 409: ErrorSerializer},
     )
     def update(self, request, slug=None, key=None):
         app = self.app
@@ -401,7 +404,7 @@ class InferenceConfigView(AppScopedMixin, OrgScopedAPIView):
     @extend_schema(
         operation_id="apps_inference_config_put",
         request=s.InferenceConfigPutSerializer,
-        responses={200: s.InferenceConfigSerializer, 201: s.InferenceConfigSerializer},
+        responses={200: s.InferenceConfigSerializer, 201: s.InferenceConfigSerializer, 409: ErrorSerializer},
     )
     def put(self, request, slug):
         app = self.app

@@ -84,12 +84,17 @@ class DeviceViewSet(DeviceLookupMixin, mixins.ListModelMixin, OrgScopedViewSet):
     filterset_class = DeviceFilter
     action_roles = {"destroy": Role.ADMIN}
 
-    @extend_schema(operation_id="devices_list", parameters=[LABEL_PARAM])
     def required_role(self, request):
         if self.principal.kind == "publishable_key":
             return None  # only the register action admits these keys, for their own app
         return super().required_role(request)
 
+    @extend_schema(
+        operation_id="devices_list",
+        parameters=[LABEL_PARAM],
+        responses={200: s.DeviceSerializer(many=True), 404: ErrorSerializer},
+        description="404 when `org_id` names another organization (seed 003 accepts the parameter).",
+    )
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(self._serialize(page, many=True))

@@ -9,14 +9,29 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def _is_list_view(self, serializer=None):
+        # A single-purpose GET view that answers with `self.paginated(...)` names its list with
+        # `results_key`: it is a list (paginated, with limit/offset), not one object.
+        from fleet.api.views import OrgScopedAPIView
+
+        view = self.view
+        if (
+            self.method == "GET"
+            and isinstance(view, OrgScopedAPIView)
+            and getattr(view, "results_key", "results") != "results"
+            and getattr(view, "pagination_class", None) is not None
+        ):
+            return True
+        return super()._is_list_view(serializer)
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         method = self.method.upper()
-        codes = ["401", "403", "429", "500"]
+        codes = ["401", "403", "406", "429", "500"]
         if method in BODY_METHODS or self._get_filter_parameters() or self._get_pagination_parameters():
             codes.append("400")
         if method in BODY_METHODS:
-            codes += ["413", "415"]
+            codes += ["411", "413", "415"]
         if "{" in self.path:
             codes.append("404")
         if not self.get_auth():
@@ -60,3 +75,25 @@ class SessionScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+def postprocess_query_parameters(result, generator, request, public):
+    """Query parameters, as the API really reads them (drf-spectacular POSTPROCESSING_HOOKS):
+
+    - an optional query parameter sent empty (`?status=`) means "not given" (django-filter and DRF
+      serializers both read it so): `allowEmptyValue: true`;
+    - an operation that reads query parameters can answer 400 naming one: documented.
+    """
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            query = [p for p in operation.get("parameters", []) if p.get("in") == "query"]
+            for parameter in query:
+                if not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
+            responses = operation["responses"]
+            if query and "400" not in responses and "500" in responses:
+                error = responses["500"]
+                responses["400"] = {**error, "description": "A query parameter is invalid (named in `fields`)."}
+    return result

@@ -7,8 +7,10 @@ natural key, and the 404 for anything outside the organization live here once.
 
 import uuid
 
-from rest_framework import generics, viewsets
-from rest_framework.exceptions import NotFound
+from django.conf import settings
+from django.http import QueryDict
+from rest_framework import generics, serializers, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
 
 from fleet.api.errors import PayloadTooLarge
 from fleet.tenancy.models import Role
@@ -27,6 +29,15 @@ def is_uuid(value):
 def validated(serializer_class, data, **context):
     """Validate input with an input serializer (400 naming each field) and return its data."""
     serializer = serializer_class(data=data, context=context)
+    if isinstance(data, QueryDict):
+        # Query parameters: a single-valued one given several times is ambiguous (which one wins?): 400.
+        repeated = {
+            name: ["Give this parameter once."]
+            for name, field in serializer.fields.items()
+            if len(data.getlist(name)) > 1 and not isinstance(field, (serializers.ListField, serializers.MultipleChoiceField))
+        }
+        if repeated:
+            raise ValidationError(repeated)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -42,7 +53,7 @@ class OrgScopedMixin:
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
     action_roles = {}  # action (or HTTP method) -> role, overriding read_role / write_role
-    max_body_bytes = None  # per-endpoint cap below the global MAX_REQUEST_BYTES
+    max_body_bytes = None  # per-endpoint cap; None: settings.JSON_MAX_BYTES (all below MAX_REQUEST_BYTES)
     model = None  # for schema generation, when the serializer is not a ModelSerializer
 
     def __init_subclass__(cls, **kwargs):
@@ -69,13 +80,15 @@ class OrgScopedMixin:
         return self.request.auth.organization
 
     def initial(self, request, *args, **kwargs):
-        if self.max_body_bytes is not None:
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > self.max_body_bytes:
-                raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
+        # Before authentication: an oversized body is refused without being read. Bodies without a
+        # Content-Length (chunked) never get here: fleet.api.middleware answers 411.
+        limit = self.max_body_bytes if self.max_body_bytes is not None else settings.JSON_MAX_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
         super().initial(request, *args, **kwargs)
 
     def get_queryset(self):

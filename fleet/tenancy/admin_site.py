@@ -1,9 +1,15 @@
 """The operator console. Every admin view runs under row-level security: superusers through the
 audited bypass, staff members with their own organizations as the current ones."""
 
+import hashlib
+import logging
+import time
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import admin
+from django.core.cache import cache
+from django.http import HttpResponse
 
 from fleet.tenancy import rls, selectors
 
@@ -26,6 +32,42 @@ class FleetAdminSite(admin.AdminSite):
                 return response
 
         return scoped
+
+    def login(self, request, extra_context=None):
+        """Django's login, with failed attempts counted per username and client address in the cache
+        (shared by every web process through Redis): past ADMIN_LOGIN_MAX_FAILURES within
+        ADMIN_LOGIN_WINDOW_S the form answers 429 without checking the password."""
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        key = login_failure_key(request)
+        window = settings.ADMIN_LOGIN_WINDOW_S
+        bucket = int(time.time() // window)
+        counter = f"{key}:{bucket}"
+        if (cache.get(counter) or 0) >= settings.ADMIN_LOGIN_MAX_FAILURES:
+            logger.warning("admin login throttled for %s", key)
+            response = HttpResponse(
+                "Too many failed login attempts. Try again later.", status=429, content_type="text/plain"
+            )
+            response["Retry-After"] = str(max(1, int(window - time.time() % window)))
+            return response
+        response = super().login(request, extra_context)
+        if not (request.user.is_authenticated and response.status_code in (301, 302)):
+            cache.add(counter, 0, timeout=window + 1)
+            try:
+                cache.incr(counter)
+            except ValueError:  # evicted between add and incr
+                cache.set(counter, 1, timeout=window + 1)
+        return response
+
+
+logger = logging.getLogger("fleet.audit")
+
+
+def login_failure_key(request):
+    """The username is hashed: the cache never holds what someone typed into the form."""
+    username = (request.POST.get("username") or "").strip().lower()
+    ident = f"{username}|{request.META.get('REMOTE_ADDR', '')}"
+    return "adminlogin:" + hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
 class admin_scope:
