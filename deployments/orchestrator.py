@@ -580,10 +580,12 @@ def devices_changed(*, organization, device_ids):
     ids = [str(d) for d in device_ids]
     if not ids:
         return
+    from .services import REFRESH_BY_ID_MAX
 
     def enqueue():
         from .tasks import profiles_recompute
 
-        profiles_recompute.delay(str(organization.id), ids)
+        # A fleet-wide change (bulk labels on 100k devices) recomputes the organization in one task.
+        profiles_recompute.delay(str(organization.id), ids if len(ids) <= REFRESH_BY_ID_MAX else None)
 
     transaction.on_commit(enqueue)

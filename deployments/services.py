@@ -248,19 +248,25 @@ ACTIONS = {
 
 
 # --- keeping assignments exact as devices change -----------------------------------------------------
+# Above this many changed devices, whole deployments are re-materialized: the same two statements,
+# without a list of ids in the SQL (PostgreSQL takes at most 65,535 parameters in one statement).
+REFRESH_BY_ID_MAX = 2000
+
+
 def assignments_refresh(*, organization, device_ids):
-    """Re-materialize the given devices against every draft or live deployment of the organization
+    """Re-materialize the given devices against every live deployment of the organization
     (registration, label, platform or status changes, group membership, deletions). The loop is
     over deployments, each one set-based over the devices."""
     device_ids = list(device_ids)
     if not device_ids:
         return 0
+    scope = device_ids if len(device_ids) <= REFRESH_BY_ID_MAX else None
     changed = 0
     deployments = Deployment.objects.filter(
         organization=organization, status__in=(S.ROLLING_OUT, S.PAUSED, S.COMPLETED)
     ).select_related("organization")
     for deployment in deployments:
-        upserted, deleted = _materialize(deployment, device_ids=device_ids)
+        upserted, deleted = _materialize(deployment, device_ids=scope)
         changed += upserted + deleted
     return changed
 

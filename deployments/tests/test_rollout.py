@@ -215,3 +215,14 @@ def test_health_gates_promote_a_healthy_stage_after_its_duration(org, org_contex
     assert dep.status == DeploymentStatus.COMPLETED
 
 
+
+
+def test_large_refreshes_rematerialize_whole_deployments(org, org_context, monkeypatch):
+    org_context(org)
+    devices = make_devices(org, 30, labels={"site": "berlin"})
+    dep = deployment(org, targeting={"selector": {"match_labels": {"site": "berlin"}}})
+    services.deployment_start(deployment=dep, actor=SYSTEM)
+    Device.objects.filter(pk__in=[d.pk for d in devices[:10]]).update(labels={"site": "paris"})
+    monkeypatch.setattr(services, "REFRESH_BY_ID_MAX", 5)  # 10 changed devices: the whole deployment
+    services.assignments_refresh(organization=org, device_ids=[d.pk for d in devices[:10]])
+    assert DeviceAssignment.objects.filter(deployment=dep).count() == 20
