@@ -76,7 +76,9 @@ async def run(spec):
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "requests": total,
-        "errors": sum(v for k, v in counts.items() if k >= 400) + sum(isinstance(r, Exception) for r in results),
+        "errors": sum(v for k, v in counts.items() if k >= 400),
+        "server_errors": sum(v for k, v in counts.items() if k >= 500),
+        "exceptions": [repr(r) for r in results if isinstance(r, Exception)],
         "seconds": round(seconds, 3),
         "rps": round(total / seconds, 1) if seconds else 0.0,
         "status_counts": {str(k): v for k, v in counts.items()},

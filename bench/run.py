@@ -200,7 +200,9 @@ def bench_heartbeat(ctx, size):
     return dict(name="heartbeat", ratio=ratio, subject=a, reference=b, unit="req/s",
                 extra={"sql_statements": len(statements), "statements": statements,
                        "loadgen_cpu_share": round(cpu, 2),
-                       "errors": sum(r["errors"] for r in runs["subject"])})
+                       "errors": sum(r["errors"] for r in runs["subject"]),
+                       "server_errors": sum(r["server_errors"] for r in runs["subject"]),
+                       "connection_exceptions": sum(len(r["exceptions"]) for r in runs["subject"])})
 
 
 def bench_device_list(ctx, size):

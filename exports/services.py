@@ -12,6 +12,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -22,7 +23,11 @@ from fleet.activity.services import SYSTEM, record
 from fleet.errors import DomainError, Invalid, NotFound
 from fleet.tenancy import rls
 from fleet.tenancy.models import Organization
-from telemetry.selectors import annotation_queryset, annotations_overlapping, readings_queryset
+from telemetry.selectors import (
+    annotation_queryset,
+    annotations_overlapping,
+    readings_queryset,
+)
 
 from . import archive
 from .models import ACTIVE, ExportJob, Format, Include, ScopeType, Status
@@ -208,21 +213,25 @@ class Progress:
             time.sleep(delay)
 
 
-def _chunks(job, queryset, order, values):
-    """Rows in (order, id) keyset chunks of EXPORT_CHUNK_ROWS, each read in its own short
-    transaction through a server-side cursor (`iterator`, EXPORT_FETCH_ROWS per fetch)."""
+def _after(keys, last):
+    """Keyset condition `(keys…) > (last…)`: a row comparison PostgreSQL uses as an index bound."""
+    return TupleGreaterThan(Tuple(*(F(key) for key in keys)), tuple(last))
+
+
+def _chunks(job, queryset, keys, values):
+    """Rows in keyset chunks of EXPORT_CHUNK_ROWS ordered by `keys` (unique, and backed by a btree
+    index, so each chunk is an index range scan rather than a sort of everything left), each read
+    in its own short transaction through a server-side cursor (EXPORT_FETCH_ROWS per fetch)."""
     chunk_rows = getattr(settings, "EXPORT_CHUNK_ROWS", 50_000)
     fetch_rows = getattr(settings, "EXPORT_FETCH_ROWS", 2_000)
     last = None
     while True:
         count = 0
         with rls.organization_context(org_id=job.organization_id):
-            chunk = queryset
-            if last is not None:
-                chunk = chunk.filter(Q(**{f"{order}__gt": last[0]}) | Q(**{order: last[0], "id__gt": last[1]}))
-            rows = chunk.order_by(order, "id").values_list(order, "id", *values)[:chunk_rows]
+            chunk = queryset if last is None else queryset.filter(_after(keys, last))
+            rows = chunk.order_by(*keys).values_list(*keys, *values)[:chunk_rows]
             for row in rows.iterator(chunk_size=fetch_rows):
-                last = row[:2]
+                last = row[: len(keys)]
                 count += 1
                 yield row
         yield None  # end of chunk: the caller beats
@@ -269,8 +278,12 @@ def _write_member(zf, job, name, columns, rows, progress, kind, convert):
     return member.close()
 
 
+# Readings follow their unique (device, metric, ts) index: grouped by device and metric, in time order.
+READING_KEYS = ("device_id", "metric", "ts")
+
+
 def _reading_row(row):
-    ts, _, device_uuid, device_id, metric, value = row
+    device_uuid, metric, ts, device_id, value = row
     return [_iso(ts), str(device_uuid), device_id, metric, repr(float(value))]
 
 
@@ -322,13 +335,13 @@ def export_build(*, job):
         zf = archive.open_archive(writer)
         members = {}
         if Include.READINGS in job.includes:
-            rows = _chunks(job, _scope_readings(job), "ts", ["device_id", "device__device_id", "metric", "value"])
+            rows = _chunks(job, _scope_readings(job), READING_KEYS, ["device__device_id", "value"])
             members[f"readings.{ext}"] = _write_member(
                 zf, job, f"readings.{ext}", READING_COLUMNS, rows, progress, "readings", _reading_row
             )
         if Include.ANNOTATIONS in job.includes:
             values = ["device_id", "device__device_id", "annotation_class__name", "ts_to", "text", "created_by", "created_at"]
-            rows = _chunks(job, _scope_annotations(job), "ts_from", values)
+            rows = _chunks(job, _scope_annotations(job), ("ts_from", "id"), values)
             members[f"annotations.{ext}"] = _write_member(
                 zf, job, f"annotations.{ext}", ANNOTATION_COLUMNS, rows, progress, "annotations", _annotation_row
             )

@@ -34,7 +34,7 @@ def expected_readings(org, ts_from, ts_to, device=None):
             queryset = queryset.filter(device=device)
         return [
             [iso(r.ts), str(r.device_id), r.device.device_id, r.metric, repr(float(r.value))]
-            for r in queryset.select_related("device").order_by("ts", "id")
+            for r in queryset.select_related("device").order_by("device_id", "metric", "ts")
         ]
 
 

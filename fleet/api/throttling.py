@@ -10,28 +10,8 @@ from rest_framework.throttling import BaseThrottle
 from fleet.api.authentication import Principal
 
 
-_redis = None
-
-
-def _redis_client():
-    global _redis
-    if _redis is None:
-        import redis
-
-        _redis = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis
-
-
 def hit(key, window):
-    """Count one request in the window; returns the count so far.
-
-    With Redis: INCR and EXPIRE NX pipelined, one round trip and exact across processes.
-    Without: the local cache (per process; the embedded single-machine default)."""
-    if settings.REDIS_URL:
-        pipe = _redis_client().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, window + 1, nx=True)
-        return pipe.execute()[0]
+    """Count one request in the window and return the count so far (atomic INCR in Redis)."""
     cache.add(key, 0, timeout=window + 1)
     try:
         return cache.incr(key)
