@@ -9,6 +9,19 @@ import sys
 import time
 
 
+def peak_rss_kb():
+    """Peak RSS of this address space. Not getrusage's ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so a probe started by a large harness would report the harness."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main():
     import django
 
@@ -24,7 +37,7 @@ def main():
     with rls.organization_context(org_id=org_id):
         job = ExportJob.objects.get(pk=job_id)
     print(json.dumps({"outcome": outcome, "seconds": round(seconds, 3), "readings": job.reading_count,
-                      "size_bytes": job.size_bytes, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "size_bytes": job.size_bytes, "maxrss_kb": peak_rss_kb()}))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ PY = sys.executable
 
 SIZES = {
         "full": dict(devices=100_000, tokens=10_000, readings=10, groups=10, pairs=3, seconds=5.0, small_export=100_000),
-    "quick": dict(devices=20_000, tokens=2_000, readings=5, groups=10, pairs=3, seconds=2.0, small_export=10_000),
+    "quick": dict(devices=10_000, tokens=1_000, readings=5, groups=5, pairs=3, seconds=1.5, small_export=10_000),
     "smoke": dict(devices=300, tokens=40, readings=3, groups=2, pairs=1, seconds=0.5, small_export=100),
 }
 TARGETS = {

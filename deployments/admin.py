@@ -2,18 +2,20 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from apps_catalog.admin import AppAdmin
 from apps_catalog.models import App
+from devices.admin import DeviceAdmin
+from devices.models import Device
 from fleet.activity.services import Actor
 from fleet.errors import DomainError
 from fleet.tenancy.admin_site import OrgScopedAdmin
 
 from . import services
-from .models import AssignmentStatus, Deployment, DeviceAssignment, DeviceCommand
+from .models import AssignmentStatus, Deployment, DeviceAssignment, DeviceCommand, DeviceState
 from .orchestrator import slot_coverage
-from .selectors import deployment_progress
+from .selectors import deployment_progress, winning_assignments
 
 BAR = (
     '<div style="width:160px;background:#eee;border-radius:3px" title="{title}">'
@@ -164,3 +166,26 @@ class AppHealthAdmin(AppAdmin):
 
 admin.site.unregister(App)
 admin.site.register(App, AppHealthAdmin)
+
+
+# --- a device's winning assignments and drift on its admin page (the devices admin lives below) -----------
+class DeviceRolloutAdmin(DeviceAdmin):
+    fieldsets = [*DeviceAdmin.fieldsets[:-1], ("Rollouts", {"fields": ["rollout_state"]}), DeviceAdmin.fieldsets[-1]]
+
+    @admin.display(description="winning assignments and drift")
+    def rollout_state(self, obj):
+        if obj.pk is None:
+            return "-"
+        winners = winning_assignments(organization=obj.organization, device_ids=[obj.pk]).get(obj.pk, [])
+        state = DeviceState.objects.filter(device=obj).first()
+        rows = format_html_join(
+            "", "<li>{}: {} {} ({}, {})</li>",
+            ((w.deployment.capability.key, w.deployment.variant.name, w.deployment.variant.version, w.source, w.status)
+             for w in winners),
+        )
+        drift = "drifted: " + ", ".join(d["capability"] for d in state.drifted) if state and state.drift else "no drift"
+        return format_html("<ul>{}</ul><p>{}</p>", rows or "none", drift)
+
+
+admin.site.unregister(Device)
+admin.site.register(Device, DeviceRolloutAdmin)

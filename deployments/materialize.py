@@ -122,9 +122,10 @@ def materialize(*, deployment, percent, device_ids=None, group_members=None):
         if device_ids is not None:
             scope = f" AND device_id IN ({', '.join(['%s'] * len(device_ids))})"
             scope_params = [_db("device", d) for d in device_ids]
+        # NOT EXISTS plans as an anti-join; NOT IN (subquery) can degrade to a scan per row.
         cursor.execute(
             f"DELETE FROM {table} WHERE deployment_id = %s{scope}"
-            f" AND device_id NOT IN (SELECT c.id FROM ({sql}) AS c)",
+            f" AND NOT EXISTS (SELECT 1 FROM ({sql}) AS c WHERE c.id = {table}.device_id)",
             [deployment_id, *scope_params, *params],
         )
         deleted = cursor.rowcount

@@ -44,3 +44,17 @@ def test_assignments_are_read_only(superuser_client, org):
     assert superuser_client.get("/admin/deployments/deviceassignment/add/").status_code == 403
     with rls.bypass(reason="test"):
         assert DeviceAssignment.objects.filter(pk=assignment.pk).exists()
+
+
+def test_device_page_shows_winning_assignments_and_drift(superuser_client, org):
+    from deployments import services
+    from devices.tests.factories import DeviceFactory
+    from fleet.activity.services import SYSTEM
+
+    device = DeviceFactory(organization=org, labels={"site": "berlin"})
+    with rls.organization_context(org_id=org.id):
+        deployment = DeploymentFactory(organization=org, targeting={"device_ids": [str(device.id)]},
+                                       strategy={"type": "all_at_once"})
+        services.deployment_start(deployment=deployment, actor=SYSTEM)
+    page = superuser_client.get(f"/admin/devices/device/{device.pk}/change/").content.decode()
+    assert deployment.variant.name in page and "no drift" in page

@@ -151,3 +151,32 @@ def test_hot_paths_run_a_fixed_number_of_queries(org, rolled_out, django_assert_
         client.get(f"/api/v1/devices/{device.id}/desired-state")
     with django_assert_max_num_queries(14):
         client.post(f"/api/v1/devices/{device.id}/sync", {"known_revision": 1}, format="json")
+
+
+def test_failures_reported_through_observed_state_roll_the_stage_back(org, register):
+    """Devices in the first stage report `failed` in observed state; the beat task rolls back."""
+    from deployments.models import DeploymentStatus, DeviceAssignment
+    from deployments.tasks import deployments_evaluate
+
+    clients = dict(register(org, f"edge-{i}", labels={"ring": "canary"}) for i in range(30))
+    by_id = {device.id: (device, client) for device, client in clients.items()}
+    with rls.organization_context(org_id=org.id):
+        dep = DeploymentFactory(organization=org, targeting={"selector": {"match_labels": {"ring": "canary"}}},
+                                strategy={"type": "staged", "stages": [50, 100],
+                                          "health_gates": {"max_failure_rate": 0.25, "min_reporting_devices": 4}})
+        services.deployment_start(deployment=dep, actor=SYSTEM)
+        in_rollout = list(DeviceAssignment.objects.filter(deployment=dep, in_rollout=True).values_list("device_id", flat=True))
+    assert len(in_rollout) >= 4  # about half of 30 devices
+    for index, device_id in enumerate(in_rollout):
+        device, client = by_id[device_id]
+        failed = index % 2 == 0
+        response = client.post(f"/api/v1/devices/{device.id}/observed-state",
+                               {"revision": 1, "models": [{"variant_id": str(dep.variant_id),
+                                                           "status": "failed" if failed else "active",
+                                                           "error": "boot loop" if failed else ""}]},
+                               format="json")
+        assert response.status_code == 200
+    deployments_evaluate()
+    with rls.organization_context(org_id=org.id):
+        dep.refresh_from_db()
+    assert dep.status == DeploymentStatus.ROLLED_BACK and dep.status_reason.startswith("Failure rate")
