@@ -70,16 +70,21 @@ def targeting_q(*, targeting, group_members=None):
 
 
 def candidates(*, deployment, device_ids=None, group_members=None):
-    """(sql, params) selecting (id, rank, bucket) for every device the deployment targets, or None
-    when its targeting names nothing (left empty by a removed target or group)."""
+    """((sql, params) selecting (id, rank, bucket), (sql, params) selecting id) for every device the
+    deployment targets, or None when its targeting names nothing (a removed target or group)."""
     any_term, rank = targeting_q(targeting=deployment.targeting, group_members=group_members)
     if any_term is None:
         return None
     devices = Device.objects.filter(organization_id=deployment.organization_id, status__in=ELIGIBLE_STATUSES)
     if device_ids is not None:
         devices = devices.filter(id__in=device_ids)
-    devices = devices.filter(any_term).annotate(rank=rank, bucket=Bucket(F("id"), Value(deployment.id)))
-    return devices.values_list("id", "rank", "bucket").query.sql_with_params()
+    devices = devices.filter(any_term)
+    ranked = devices.annotate(rank=rank, bucket=Bucket(F("id"), Value(deployment.id)))
+    return (
+        ranked.values_list("id", "rank", "bucket").query.sql_with_params(),
+        # A plain id list for the delete: PostgreSQL flattens it into a hash anti-join.
+        devices.values_list("id").query.sql_with_params(),
+    )
 
 
 def _db(field_name, value):
@@ -101,7 +106,7 @@ def materialize(*, deployment, percent, device_ids=None, group_members=None):
         if device_ids is not None:
             stale = stale.filter(device_id__in=device_ids)
         return 0, stale.delete()[0]
-    sql, params = selected
+    (sql, params), (ids_sql, ids_params) = selected
     deployment_id = _db("deployment", deployment.id)
     now = _db("updated_at", timezone.now())
     with connection.cursor() as cursor:
@@ -125,8 +130,8 @@ def materialize(*, deployment, percent, device_ids=None, group_members=None):
         # NOT EXISTS plans as an anti-join; NOT IN (subquery) can degrade to a scan per row.
         cursor.execute(
             f"DELETE FROM {table} WHERE deployment_id = %s{scope}"
-            f" AND NOT EXISTS (SELECT 1 FROM ({sql}) AS c WHERE c.id = {table}.device_id)",
-            [deployment_id, *scope_params, *params],
+            f" AND NOT EXISTS (SELECT 1 FROM ({ids_sql}) AS c WHERE c.id = {table}.device_id)",
+            [deployment_id, *scope_params, *ids_params],
         )
         deleted = cursor.rowcount
     return upserted, deleted

@@ -31,3 +31,22 @@ def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
     assert heartbeat["extra"]["sql_statements"] == 3, heartbeat["extra"]["statements"]
     assert heartbeat["extra"]["errors"] == 0 and heartbeat["extra"]["server_errors"] == 0
     assert report["machine"]["cores"] >= 1 and report["machine"]["postgresql"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_seed_fleet_command_generates_a_fleet(capsys):
+    from django.core.management import call_command
+
+    from devices.models import Device, DeviceGroup
+    from fleet.tenancy import rls
+    from telemetry.models import Reading
+
+    call_command("seed_fleet", org="seeded", devices=120, readings_per_device=3, groups=4)
+    output = capsys.readouterr().out
+    assert "120 devices" in output and "360 readings" in output and "4 groups" in output
+    with rls.bypass(reason="test"):
+        assert Device.objects.filter(organization__slug="seeded").count() == 120
+        assert Reading.objects.filter(organization__slug="seeded").count() == 360
+        groups = DeviceGroup.objects.filter(organization__slug="seeded")
+        assert groups.count() == 4 and all(group.member_count > 0 for group in groups)

@@ -30,8 +30,9 @@ class Command(BaseCommand):
                 start = time.perf_counter()
                 count = seed.seed_readings(organization=organization, per_device=readings_per_device)
                 self.stdout.write(f"{count} readings in {time.perf_counter() - start:.2f} s")
-            if groups:
+        seed.analyze()  # before anything set-based reads the new rows: RLS predicates are planned from statistics
+        if groups:
+            with rls.organization_context(org_id=organization.id):
                 start = time.perf_counter()
                 seed.seed_groups(organization=organization, count=groups)
                 self.stdout.write(f"{groups} groups in {time.perf_counter() - start:.2f} s")
-        seed.analyze()
