@@ -110,6 +110,19 @@ def materialize(*, deployment, percent, device_ids=None, group_members=None):
     deployment_id = _db("deployment", deployment.id)
     now = _db("updated_at", timezone.now())
     with connection.cursor() as cursor:
+        # Stale rows go first: deleting right after a large insert in the same transaction would
+        # be planned from statistics that still describe the table before the insert.
+        scope, scope_params = "", []
+        if device_ids is not None:
+            scope = f" AND device_id IN ({', '.join(['%s'] * len(device_ids))})"
+            scope_params = [_db("device", d) for d in device_ids]
+        # NOT EXISTS plans as an anti-join; NOT IN (subquery) can degrade to a scan per row.
+        cursor.execute(
+            f"DELETE FROM {table} WHERE deployment_id = %s{scope}"
+            f" AND NOT EXISTS (SELECT 1 FROM ({ids_sql}) AS c WHERE c.id = {table}.device_id)",
+            [deployment_id, *scope_params, *ids_params],
+        )
+        deleted = cursor.rowcount
         cursor.execute(
             f"""
             INSERT INTO {table} (org_id, deployment_id, device_id, source, bucket, in_rollout, status, error, updated_at)
@@ -123,17 +136,6 @@ def materialize(*, deployment, percent, device_ids=None, group_members=None):
             [_db("organization", deployment.organization_id), deployment_id, percent, now, *params],
         )
         upserted = cursor.rowcount
-        scope, scope_params = "", []
-        if device_ids is not None:
-            scope = f" AND device_id IN ({', '.join(['%s'] * len(device_ids))})"
-            scope_params = [_db("device", d) for d in device_ids]
-        # NOT EXISTS plans as an anti-join; NOT IN (subquery) can degrade to a scan per row.
-        cursor.execute(
-            f"DELETE FROM {table} WHERE deployment_id = %s{scope}"
-            f" AND NOT EXISTS (SELECT 1 FROM ({ids_sql}) AS c WHERE c.id = {table}.device_id)",
-            [deployment_id, *scope_params, *ids_params],
-        )
-        deleted = cursor.rowcount
     return upserted, deleted
 
 
