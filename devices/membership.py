@@ -100,9 +100,7 @@ def refresh_dynamic(*, organization, groups, device_ids=None):
         deleted = _per_group(
             cursor,
             f"DELETE FROM {table} WHERE org_id = %s AND group_id IN ({group_marks}){scope_sql} "
-            # NOT EXISTS plans as an anti-join; NOT IN (subquery) can degrade to a scan per row.
-            f"AND NOT EXISTS (SELECT 1 FROM ({wanted_sql}) w WHERE w.gid = {table}.group_id "
-            f"AND w.did = {table}.device_id) RETURNING group_id",
+            f"AND (group_id, device_id) NOT IN (SELECT w.gid, w.did FROM ({wanted_sql}) w) RETURNING group_id",
             [org_id, *group_params, *scope_params, *wanted_params],
         )
         inserted = _per_group(
