@@ -395,6 +395,8 @@ def bench_materialize(ctx, size):
             deployment_services.deployment_start(deployment=deployment, actor=SYSTEM)
         seconds = time.perf_counter() - began
         with rls.organization_context(org_id=ctx["org"].id):
+            # Withdraw it, so later benchmarks do not keep re-materializing the benchmark's own rollouts.
+            deployment_services.deployment_cancel(deployment=deployment, actor=SYSTEM)
             DeviceAssignment.objects.filter(deployment=deployment).delete()
         return seconds
 
