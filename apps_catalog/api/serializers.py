@@ -20,7 +20,7 @@ from apps_catalog.models import (
     Via,
 )
 from apps_catalog.services import RESERVED_SLUGS
-
+from fleet.api.serializers import StrictSerializer
 
 
 def value_choices(choices):
@@ -31,17 +31,6 @@ def value_choices(choices):
 
 
 DEVICE_CLASS = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,49}$")
-
-
-class StrictSerializer(serializers.Serializer):
-    """Input serializer that refuses fields it does not know (a typo is an error, not a no-op)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 # --- catalog: output -------------------------------------------------------------------------------

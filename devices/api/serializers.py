@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fleet.activity.api.serializers import ActivityEventSerializer
+from fleet.api.serializers import StrictSerializer
 from fleet.errors import Invalid
 
 from .. import validation
@@ -50,17 +51,6 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, naming them (e.g. attempts to set read-only fields)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["This field is read-only or unknown."] for name in unknown})
         return super().to_internal_value(data)
 
 
