@@ -7,13 +7,11 @@ organization's own models: another organization's model is 404, a public one 403
 """
 
 from functools import cached_property
-from types import SimpleNamespace
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
@@ -34,17 +32,9 @@ READ_METHODS = ("GET", "HEAD", "OPTIONS")
 # --- catalog ---------------------------------------------------------------------------------------
 
 
-class FormatIsAFilterNegotiation(DefaultContentNegotiation):
-    """`?format=` filters variants by model format (onnx, gguf, …) here; DRF would otherwise read it
-    as a renderer override and answer 404 for `?format=onnx`."""
-
-    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
-
-
 def keyed_pagination(results_key):
     """The default pagination naming its list `results_key` (so the OpenAPI schema names it too)."""
-    base = api_settings.DEFAULT_PAGINATION_CLASS
-    return type(f"{base.__name__}_{results_key}", (base,), {"results_key": results_key})
+    return api_settings.DEFAULT_PAGINATION_CLASS.keyed(results_key)
 
 
 class CatalogViewMixin:
@@ -97,7 +87,6 @@ class CatalogModelViewSet(CatalogViewMixin, viewsets.GenericViewSet):
 
     results_key = "models"
     serializer_class = s.CatalogModelSerializer
-    content_negotiation_class = FormatIsAFilterNegotiation
     filterset_class = CatalogModelFilter
     lookup_url_kwarg = "id"
 
@@ -178,7 +167,6 @@ class VariantViewSet(CatalogViewMixin, mixins.ListModelMixin, viewsets.GenericVi
     results_key = "variants"
     serializer_class = s.ModelVariantSerializer
     filterset_class = VariantFilter
-    content_negotiation_class = FormatIsAFilterNegotiation
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -22,7 +22,6 @@ from .. import registry, selectors, services
 from ..models import Device, DeviceGroup
 from . import serializers as s
 from .filters import DeviceFilter
-from .pagination import DevicesPagination, EventsPagination, UsersPagination
 from .parsers import JpegParser
 
 DEVICE_PARAM = OpenApiParameter(
@@ -79,7 +78,6 @@ class DeviceViewSet(DeviceLookupMixin, mixins.ListModelMixin, OrgScopedViewSet):
     """Devices of the caller's organization."""
 
     results_key = "devices"
-    pagination_class = DevicesPagination
     serializer_class = s.DeviceSerializer
     filterset_class = DeviceFilter
     action_roles = {"destroy": Role.ADMIN}
@@ -202,7 +200,6 @@ class DeviceActivityView(DeviceLookupMixin, OrgScopedAPIView):
     """The device's activity feed, newest first (`?order=asc` for chronological)."""
 
     results_key = "events"
-    pagination_class = EventsPagination
     serializer_class = s.DeviceRefSerializer
 
     @extend_schema(
@@ -226,7 +223,6 @@ class DeviceUsersView(DeviceLookupMixin, OrgScopedAPIView):
     """End users observed on the device, most recently seen first."""
 
     results_key = "users"
-    pagination_class = UsersPagination
     serializer_class = s.DeviceRefSerializer
 
     @extend_schema(
@@ -371,7 +367,6 @@ class EndUserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
     """End users seen on the organization's devices (reported by agents)."""
 
     results_key = "users"
-    pagination_class = UsersPagination
     serializer_class = s.UserRefSerializer
     lookup_url_kwarg = "user"
 
@@ -489,7 +484,6 @@ class DeviceGroupDevicesView(OrgScopedAPIView):
     """The group's member devices: same filters, pagination and shape as GET /devices."""
 
     results_key = "devices"
-    pagination_class = DevicesPagination
     serializer_class = s.DeviceSerializer
     filterset_class = DeviceFilter
     model = Device
