@@ -400,7 +400,8 @@ def app_key_authenticate(*, secret, kind):
 # --- capability slots ------------------------------------------------------------------------------
 
 
-def _slot_variant(*, organization, capability, variant_id, field):
+def variant_for_capability(*, organization, capability, variant_id, field):
+    """The visible variant `variant_id` providing `capability`, else a 400 naming `field`."""
     variant = selectors.variant_get(organization=organization, variant_id=variant_id)
     if variant is None:
         raise Invalid("No such variant.", field=field)
@@ -416,10 +417,10 @@ def capability_slot_set(*, app, capability, variant_id, serving_policy, bindings
     organization = app.organization
     variant = None
     if variant_id is not None:
-        variant = _slot_variant(organization=organization, capability=capability, variant_id=variant_id, field="variant_id")
+        variant = variant_for_capability(organization=organization, capability=capability, variant_id=variant_id, field="variant_id")
     bindings = {platform: str(value) for platform, value in (bindings or {}).items()}
     for platform, value in bindings.items():
-        _slot_variant(organization=organization, capability=capability, variant_id=value, field=f"bindings.{platform}")
+        variant_for_capability(organization=organization, capability=capability, variant_id=value, field=f"bindings.{platform}")
     slot = CapabilitySlot.objects.select_for_update().filter(app=app, capability=capability).first()
     created = slot is None
     if created:

@@ -180,7 +180,7 @@ class DeviceRolloutAdmin(DeviceAdmin):
         state = DeviceState.objects.filter(device=obj).first()
         rows = format_html_join(
             "", "<li>{}: {} {} ({}, {})</li>",
-            ((w.deployment.capability.key, w.deployment.variant.name, w.deployment.variant.version, w.source, w.status)
+            ((w.deployment.capability.key, w.variant.name, w.variant.version, w.source, w.status)
              for w in winners),
         )
         drift = "drifted: " + ", ".join(d["capability"] for d in state.drifted) if state and state.drift else "no drift"

@@ -26,7 +26,7 @@ COMMAND_TTL_MAX_S = 7 * 86400
 
 def _model_entry(assignment):
     deployment = assignment.deployment
-    variant = deployment.variant
+    variant = assignment.variant  # bindings applied (selectors.winning_assignments)
     return {
         "capability": deployment.capability.key,
         "model": variant.model.name,
@@ -99,7 +99,7 @@ def _drift(*, winners, observed):
     }
     drifted = []
     for winner in winners:
-        desired = str(winner.deployment.variant_id)
+        desired = str(winner.variant.id)
         if desired not in running:
             observed_variant = next(
                 (str(m.get("variant_id")) for m in observed if str(m.get("variant_id")) != desired), None
@@ -119,7 +119,7 @@ def observed_state_apply(*, device, organization, actor, revision, models, now=N
 
     by_variant = {str(m["variant_id"]): m for m in models}
     for winner in winners:
-        report = by_variant.get(str(winner.deployment.variant_id))
+        report = by_variant.get(str(winner.variant.id))
         if report and (winner.status != report["status"] or winner.error != (report.get("error") or "")):
             DeviceAssignment.objects.filter(pk=winner.pk).update(
                 status=report["status"], error=(report.get("error") or "")[:1000], updated_at=now

@@ -66,8 +66,8 @@ def device_assignments(*, organization, devices):
                 {
                     "deployment_id": w.deployment_id,
                     "capability": w.deployment.capability.key,
-                    "variant_id": w.deployment.variant_id,
-                    "version": w.deployment.variant.version,
+                    "variant_id": w.variant.id,
+                    "version": w.variant.version,
                     "source": w.source,
                     "status": w.status,
                 }

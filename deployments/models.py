@@ -43,6 +43,9 @@ class Deployment(OrgScopedModel):
     targeting = models.JSONField(default=dict)
     # {"type", "stages", "auto_promote", "min_stage_duration_s", "health_gates": {...}}
     strategy = models.JSONField(default=dict)
+    # {device class or platform: variant id}: devices of that class (or, failing that, platform) get
+    # the bound variant instead of `variant` (issue 7: the orchestrator's per-class choice).
+    bindings = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=DeploymentStatus.choices, default=DeploymentStatus.DRAFT)
     current_stage = models.PositiveSmallIntegerField(default=0)
     stage_started_at = models.DateTimeField(null=True, blank=True)
@@ -220,6 +223,11 @@ class TrainingRoundStatus(models.TextChoices):
     CLOSED = "closed"
 
 
+class TrainingRoundOutcome(models.TextChoices):
+    COMPLETED = "completed"
+    INSUFFICIENT_PARTICIPANTS = "insufficient_participants"
+
+
 class TrainingRound(OrgScopedModel):
     """A federated training round (seed 003): targeted devices are asked to participate through
     heartbeat/sync until they report an update or the round closes."""
@@ -235,6 +243,8 @@ class TrainingRound(OrgScopedModel):
     created_by = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the round closes: did at least min_participants devices participate?
+    outcome = models.CharField(max_length=32, choices=TrainingRoundOutcome.choices, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "id"]

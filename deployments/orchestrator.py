@@ -313,6 +313,11 @@ def plan(*, organization, app, capability, environment):
     }
 
 
+def _bindings(result):
+    """The plan's per-device-class choices as deployment/slot bindings."""
+    return {b["device_class"]: b["variant_id"] for b in result["bindings"]}
+
+
 def _public(result):
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
@@ -366,12 +371,13 @@ def capability_enable(*, organization, app, capability, environment, actor):
     variant = result["_recommended_variant"]
     if variant is None:
         raise Conflict(f"No catalog variant of {capability.key} is compatible with this app's devices.")
+    bindings = _bindings(result)
     slot, _ = catalog_services.capability_slot_set(
         app=app,
         capability=capability,
         variant_id=variant.id,
         serving_policy=slot.serving_policy if slot is not None else DEFAULT_SERVING_POLICY,
-        bindings={b["device_class"]: b["variant_id"] for b in result["bindings"]},
+        bindings=bindings,
         actor=actor,
     )
     deployment = services.deployment_create(
@@ -383,6 +389,7 @@ def capability_enable(*, organization, app, capability, environment, actor):
         environment=environment,
         targeting=targeting,
         strategy={"type": StrategyType.ALL_AT_ONCE},
+        bindings=bindings,
     )
     deployment = services.deployment_start(deployment=deployment, actor=actor)
     return {"created": True, "deployment": deployment, "slot": slot, "plan": _public(result)}
@@ -434,6 +441,7 @@ def _check(*, organization, app, capability, environment):
         "devices_affected": rec["compatible_devices"] if better and rec else 0,
         "deployment_id": str(deployment.id) if deployment is not None else None,
         "_recommended_variant": recommended,
+        "_bindings": _bindings(result),
         "_current_variant": current,
     }
 
@@ -474,6 +482,7 @@ def capability_optimize(*, organization, app, capability, environment, actor, st
         environment=environment,
         targeting=targeting,
         strategy=strategy,
+        bindings=check["_bindings"],
     )
     deployment = services.deployment_start(deployment=deployment, actor=actor)
     return {"deployment": deployment, "check": _public(check)}

@@ -1,8 +1,19 @@
 from collections import defaultdict
+from uuid import UUID
 
 from django.db.models import Count, Q
 
-from .models import LIVE_STATUSES, SOURCE_RANK, AssignmentStatus, Deployment, DeviceAssignment, DeviceCommand
+from apps_catalog.models import ModelVariant
+from devices.models import Device
+
+from .models import (
+    LIVE_STATUSES,
+    SOURCE_RANK,
+    AssignmentStatus,
+    Deployment,
+    DeviceAssignment,
+    DeviceCommand,
+)
 
 REPORTING = (AssignmentStatus.INSTALLED, AssignmentStatus.ACTIVE, AssignmentStatus.FAILED)
 
@@ -21,7 +32,9 @@ def winning_assignments(*, organization, device_ids):
     Among assignments in the rollout of live deployments: explicit device > group > selector >
     app target, then the most recently started deployment. A device outside the current stage's
     bucket has no live-in-rollout row for the new deployment, so the previous one keeps winning.
-    One query for any number of devices.
+    Each winner's `variant` is the one the device gets: the deployment's, or the variant bound to
+    the device's class (from its capability profile), else to its platform. One query for any
+    number of devices, two more when a winning deployment has bindings.
     """
     rows = (
         DeviceAssignment.objects.filter(
@@ -41,8 +54,29 @@ def winning_assignments(*, organization, device_ids):
             best[key] = (rank, row)
     winners = defaultdict(list)
     for (device_id, _), (_, row) in sorted(best.items(), key=lambda item: item[1][1].deployment.capability.key):
+        row.variant = row.deployment.variant
         winners[device_id].append(row)
+    _apply_bindings([row for _, row in best.values() if row.deployment.bindings])
     return winners
+
+
+def _apply_bindings(rows):
+    if not rows:
+        return
+    keys = {
+        device_id: (device_class, platform)
+        for device_id, platform, device_class in Device.objects.filter(id__in={r.device_id for r in rows})
+        .values_list("id", "platform", "capability_profile__device_class")
+    }
+    chosen = {}
+    for row in rows:
+        device_class, platform = keys.get(row.device_id, (None, None))
+        bound = row.deployment.bindings.get(device_class) or row.deployment.bindings.get(platform)
+        if bound and bound != str(row.deployment.variant_id):
+            chosen[row] = bound
+    variants = ModelVariant.objects.select_related("model").in_bulk({*chosen.values()})
+    for row, variant_id in chosen.items():
+        row.variant = variants.get(UUID(variant_id), row.variant)
 
 
 def deployment_progress(*, deployment):

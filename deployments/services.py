@@ -6,14 +6,16 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apps_catalog.models import AppTarget
+from apps_catalog import services as catalog_services
+from apps_catalog.models import AppTarget, CapabilitySlot, Platform
 from devices.models import Device
 from fleet.activity import services as activity
 from fleet.errors import Conflict, Invalid
 
 from . import materialize
-from .models import DeploymentStatus as S
+from .classifier import DEVICE_CLASSES
 from .models import Deployment, Environment, StrategyType
+from .models import DeploymentStatus as S
 from .selectors import deployment_progress
 
 TRANSITIONS = {
@@ -97,11 +99,31 @@ def validate_targeting(*, organization, app, targeting):
             raise Invalid(f"Unknown device groups: {', '.join(sorted(group_ids - found))}.", field="targeting.device_group_ids")
 
 
+def validate_bindings(*, organization, capability, bindings):
+    """{device class or platform: variant id} -> the same with string ids; 400 naming the key."""
+    checked = {}
+    for key, variant_id in bindings.items():
+        if key not in DEVICE_CLASSES and key not in Platform.values:
+            raise Invalid(f"{key!r} is neither a device class nor a platform.", field=f"bindings.{key}")
+        catalog_services.variant_for_capability(
+            organization=organization, capability=capability, variant_id=variant_id, field=f"bindings.{key}"
+        )
+        checked[key] = str(variant_id)
+    return checked
+
+
 @transaction.atomic
-def deployment_create(*, organization, actor, capability, variant, targeting, strategy, environment, app=None):
+def deployment_create(*, organization, actor, capability, variant, targeting, strategy, environment, app=None,
+                      bindings=None):
+    """A draft deployment. `bindings` omitted: an app's deployment inherits the bindings of the app's
+    slot for the capability (none without one)."""
     if variant.model.capability_id != capability.id:
         raise Invalid(f"Variant {variant.id} is not a {capability.key} model.", field="variant_id")
     validate_targeting(organization=organization, app=app, targeting=targeting)
+    if bindings is None and app is not None:
+        slot = CapabilitySlot.objects.filter(organization=organization, app=app, capability=capability).first()
+        bindings = slot.bindings if slot is not None else None
+    bindings = validate_bindings(organization=organization, capability=capability, bindings=bindings or {})
     deployment = Deployment.objects.create(
         organization=organization,
         app=app,
@@ -110,6 +132,7 @@ def deployment_create(*, organization, actor, capability, variant, targeting, st
         environment=environment or Environment.PRODUCTION,
         targeting=targeting,
         strategy=strategy,
+        bindings=bindings,
         created_by=actor.label,
     )
     deployment.organization = organization

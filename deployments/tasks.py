@@ -1,10 +1,10 @@
-"""Beat tasks: health-gated progression of rolling deployments, command expiry."""
+"""Beat tasks: health-gated progression of rolling deployments, command expiry, expired training rounds."""
 
 from celery import shared_task
 
 from fleet.tenancy import rls
 
-from . import control, services
+from . import control, services, training
 from .models import Deployment, DeploymentStatus
 
 
@@ -27,6 +27,11 @@ def deployments_evaluate():
 @shared_task(acks_late=True, ignore_result=True)
 def commands_expire():
     return control.commands_expire()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def training_rounds_close_expired():
+    return training.training_rounds_close_expired()
 
 
 # --- capability profiles (issue 7) ----------------------------------------------------------------------

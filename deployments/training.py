@@ -4,15 +4,23 @@ by a label selector); while it is open, a targeted device that has not participa
 its sync response."""
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from devices.label_selector import matches, selector_q, validate_selector
 from devices.models import Platform
 from fleet.activity import services as activity
+from fleet.activity.models import ActivityEvent
 from fleet.errors import Conflict, Invalid
+from fleet.tenancy import rls
 
-from .models import TrainingParticipation, TrainingRound, TrainingRoundStatus
+from .models import (
+    TrainingParticipation,
+    TrainingRound,
+    TrainingRoundOutcome,
+    TrainingRoundStatus,
+)
 from .orchestrator import app_devices
 
 MAX_OPEN_ROUNDS_CHECKED = 20
@@ -35,6 +43,8 @@ def _record(*, training_round, actor, verb, data=None, device_id=None):
 def training_round_create(*, organization, actor, app, capability, target_selector=None, min_participants=1,
                           deadline=None):
     selector = validate_selector(target_selector or {}, field="target_selector", platforms=Platform.values)
+    if min_participants < 1:
+        raise Invalid("A round needs at least one participant.", field="min_participants")
     if deadline is not None and deadline <= timezone.now():
         raise Invalid("The deadline must be in the future.", field="deadline")
     # Numbers count up per app and capability; the app row lock serializes concurrent creates.
@@ -69,12 +79,70 @@ def training_round_close(*, training_round, actor):
         pk=training_round.pk)
     if training_round.status == TrainingRoundStatus.CLOSED:
         raise Conflict(f"Training round {training_round.number} is already closed.")
+    participants = training_round.participations.count()
     training_round.status = TrainingRoundStatus.CLOSED
     training_round.closed_at = timezone.now()
-    training_round.save(update_fields=["status", "closed_at"])
+    training_round.outcome = round_outcome(participants=participants, min_participants=training_round.min_participants)
+    training_round.save(update_fields=["status", "closed_at", "outcome"])
     _record(training_round=training_round, actor=actor, verb="training_round.closed",
-            data={"participants": training_round.participations.count()})
+            data={"participants": participants, "outcome": training_round.outcome})
     return training_round
+
+
+def round_outcome(*, participants, min_participants):
+    if participants >= min_participants:
+        return TrainingRoundOutcome.COMPLETED
+    return TrainingRoundOutcome.INSUFFICIENT_PARTICIPANTS
+
+
+def _participant_count():
+    """Participations of the outer round, as a subquery (0 when none)."""
+    count = (TrainingParticipation.objects.filter(round=OuterRef("pk")).order_by().values("round")
+             .annotate(n=Count("*")).values("n"))
+    return Coalesce(Subquery(count), 0)
+
+
+def training_rounds_close_expired(*, now=None):
+    """Beat: close every open round whose deadline has passed, across organizations, in three statements
+    however many rounds (lock and count, update, activity insert). Returns how many were closed."""
+    now = now or timezone.now()
+    with rls.bypass(reason="close expired training rounds"):
+        # skip_locked: a round being closed by hand right now is left to that close.
+        rounds = list(
+            TrainingRound.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=TrainingRoundStatus.OPEN, deadline__lte=now)
+            .annotate(participant_count=_participant_count())
+            .values("id", "organization_id", "app_id", "number", "capability__key", "min_participants",
+                    "participant_count")
+        )
+        if not rounds:
+            return 0
+        for row in rounds:
+            row["outcome"] = round_outcome(participants=row["participant_count"],
+                                           min_participants=row["min_participants"])
+        completed = [row["id"] for row in rounds if row["outcome"] == TrainingRoundOutcome.COMPLETED]
+        TrainingRound.objects.filter(pk__in=[row["id"] for row in rounds]).update(
+            status=TrainingRoundStatus.CLOSED,
+            closed_at=now,
+            outcome=Case(When(pk__in=completed, then=Value(TrainingRoundOutcome.COMPLETED)),
+                         default=Value(TrainingRoundOutcome.INSUFFICIENT_PARTICIPANTS)),
+        )
+        ActivityEvent.objects.bulk_create(
+            ActivityEvent(
+                organization_id=row["organization_id"],
+                actor_type=activity.SYSTEM.type,
+                actor_label=activity.SYSTEM.label,
+                verb="training_round.closed",
+                subject_type="training_round",
+                subject_id=str(row["id"]),
+                app_ref=row["app_id"],
+                data={"number": row["number"], "capability": row["capability__key"],
+                      "participants": row["participant_count"], "outcome": row["outcome"], "reason": "deadline"},
+                created_at=now,
+            )
+            for row in rounds
+        )
+    return len(rounds)
 
 
 def is_open(training_round, now=None):
@@ -93,7 +161,9 @@ def round_targets(*, training_round, device):
 @transaction.atomic
 def participation_submit(*, training_round, device, actor, num_samples=0, metrics=None, update=None):
     """Record (or replace: idempotent per device) a device's update metadata. Returns (row, created)."""
-    training_round = TrainingRound.objects.select_related("capability", "organization", "app").get(pk=training_round.pk)
+    # The row lock orders this against a close (manual or sweep), so its count includes this row.
+    training_round = TrainingRound.objects.select_for_update(of=("self",), no_key=True).select_related(
+        "capability", "organization", "app").get(pk=training_round.pk)
     if not is_open(training_round):
         raise Conflict(f"Training round {training_round.number} is closed.", fields={"round": ["Closed."]})
     if not round_targets(training_round=training_round, device=device):
@@ -150,6 +220,17 @@ def heartbeat_pending_round(*, device, organization):
 
 
 def training_round_queryset(*, organization):
-    return TrainingRound.objects.filter(organization=organization).select_related("app", "capability").order_by(
-        "-created_at", "id"
+    return (
+        TrainingRound.objects.filter(organization=organization)
+        .select_related("app", "capability")
+        .annotate(participant_count=_participant_count())
+        .order_by("-created_at", "id")
+    )
+
+
+def participation_queryset(*, training_round):
+    return (
+        TrainingParticipation.objects.filter(organization_id=training_round.organization_id, round=training_round)
+        .select_related("device")
+        .order_by("submitted_at", "id")
     )

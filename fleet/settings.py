@@ -175,6 +175,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("DEPLOYMENT_EVALUATE_INTERVAL_S", 30)),
     },
     "deployments-commands-expire": {"task": "deployments.tasks.commands_expire", "schedule": 300.0},
+    "deployments-training-rounds-close-expired": {
+        "task": "deployments.tasks.training_rounds_close_expired",
+        "schedule": float(env_int("TRAINING_ROUND_SWEEP_INTERVAL_S", 60)),
+    },
     "exports-sweep": {"task": "exports.tasks.export_sweep", "schedule": 60.0},
     "exports-expire": {"task": "exports.tasks.export_expire", "schedule": 600.0},
 }

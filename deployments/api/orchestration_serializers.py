@@ -13,6 +13,7 @@ from ..models import (
     RoutingEvent,
     TrainingParticipation,
     TrainingRound,
+    TrainingRoundOutcome,
     TrainingRoundStatus,
 )
 from ..routing import MAX_BATCH, WINDOWS
@@ -111,6 +112,7 @@ class OrchestratedDeploymentSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=DeploymentStatus.choices)
     environment = serializers.CharField()
     variant_id = serializers.UUIDField()
+    bindings = serializers.DictField(child=serializers.UUIDField(), help_text="{device class: variant id}")
     strategy = serializers.DictField()
     current_stage = serializers.IntegerField()
     stage_percent = serializers.IntegerField()
@@ -312,7 +314,12 @@ class TrainingRoundSerializer(serializers.Serializer):
     target_selector = serializers.DictField()
     min_participants = serializers.IntegerField()
     deadline = serializers.DateTimeField(allow_null=True)
-    participants = serializers.IntegerField(source="n_participants", default=0)
+    participant_count = serializers.IntegerField()
+    outcome = serializers.ChoiceField(
+        choices=TrainingRoundOutcome.choices, allow_null=True,
+        help_text="Null while open; on close, completed when participant_count >= min_participants, "
+        "else insufficient_participants.",
+    )
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)

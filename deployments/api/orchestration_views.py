@@ -3,7 +3,6 @@ slot coverage health, capability profiles, routing telemetry, training rounds. T
 
 from functools import cached_property
 
-from django.db.models import Count
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, status
@@ -11,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps_catalog import selectors as catalog
-from apps_catalog.api.views import AppScopedMixin
+from apps_catalog.api.views import AppScopedMixin, keyed_pagination
 from devices.api.views import DEVICE_PARAM, DeviceFacingMixin
 from devices.models import Device
 from fleet.api.errors import ErrorSerializer
@@ -352,9 +351,7 @@ class TrainingRoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Org
         return super().required_role(request)
 
     def scoped_queryset(self):
-        return training.training_round_queryset(organization=self.organization).annotate(
-            n_participants=Count("participations")
-        )
+        return training.training_round_queryset(organization=self.organization)
 
     def filter_queryset(self, queryset):
         if getattr(self, "action", None) != "list":
@@ -404,7 +401,8 @@ class TrainingRoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Org
         responses={201: s.ParticipationSerializer, 200: s.ParticipationSerializer, 409: CONFLICT},
         description="A device reports its update metadata (idempotent per device: a replay replaces it, 200).",
     )
-    @action(detail=True, methods=["post"])
+    # The pagination names the sub-resource's list ("participations"), not the viewset's.
+    @action(detail=True, methods=["post"], pagination_class=keyed_pagination("participations"))
     def participations(self, request, id=None):
         training_round = self.get_object()
         data = validated(s.ParticipationInputSerializer, request.data)
@@ -431,4 +429,14 @@ class TrainingRoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Org
         participation.device = device
         return Response(s.ParticipationSerializer(participation).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="training_rounds_participations_list",
+        responses=s.ParticipationSerializer(many=True),
+        description="The round's participations, in submission order.",
+    )
+    @participations.mapping.get
+    def participations_list(self, request, id=None):
+        participations = training.participation_queryset(training_round=self.get_object())
+        return self.paginated(participations, s.ParticipationSerializer)
 

@@ -71,6 +71,11 @@ class DeploymentCreateSerializer(StrictSerializer):
     environment = serializers.ChoiceField(choices=Environment.choices, default=Environment.PRODUCTION)
     targeting = TargetingSerializer()
     strategy = StrategySerializer(default=dict)
+    bindings = serializers.DictField(
+        child=serializers.UUIDField(), required=False,
+        help_text="{device class or platform: variant id}: devices of that class (else platform) get that "
+        "variant. Omitted: the app slot's bindings for the capability.",
+    )
 
 
 class ActionSerializer(StrictSerializer):
@@ -131,11 +136,13 @@ class DeploymentSerializer(serializers.ModelSerializer):
     stage_percent = serializers.IntegerField(read_only=True)
     previous_deployment_id = serializers.UUIDField(read_only=True, allow_null=True)
     status = serializers.ChoiceField(choices=DeploymentStatus.choices, read_only=True)
+    bindings = serializers.DictField(child=serializers.UUIDField(), read_only=True,
+                                     help_text="{device class or platform: variant id}")
 
     class Meta:
         model = Deployment
         fields = [
-            "id", "app", "capability", "variant", "environment", "targeting", "strategy", "status",
+            "id", "app", "capability", "variant", "bindings", "environment", "targeting", "strategy", "status",
             "status_reason", "current_stage", "stage_percent", "previous_deployment_id", "created_by",
             "created_at", "started_at", "completed_at",
         ]
@@ -168,15 +175,6 @@ class AssignmentSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=AssignmentStatus.choices)
     error = serializers.CharField()
     updated_at = serializers.DateTimeField()
-
-
-class WinningAssignmentSerializer(serializers.Serializer):
-    deployment_id = serializers.UUIDField()
-    capability = serializers.CharField(source="deployment.capability.key")
-    variant_id = serializers.UUIDField(source="deployment.variant_id")
-    version = serializers.CharField(source="deployment.variant.version")
-    source = serializers.CharField()
-    status = serializers.ChoiceField(choices=AssignmentStatus.choices)
 
 
 class DesiredModelSerializer(serializers.Serializer):

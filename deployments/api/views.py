@@ -75,6 +75,7 @@ class DeploymentViewSet(mixins.ListModelMixin, OrgScopedViewSet):
             environment=data["environment"],
             targeting=data["targeting"],
             strategy=data["strategy"],
+            bindings=data.get("bindings"),
         )
         deployment.progress = deployment_progress(deployment=deployment)
         return Response(s.DeploymentDetailSerializer(deployment).data, status=status.HTTP_201_CREATED)
