@@ -112,9 +112,10 @@ def apply(org, operation, static_members, counter):
         if deletable:
             device = pick(deletable, args[0])
             device.organization = org
+            deleted_id = device.id  # delete() clears the instance's pk
             services.device_delete(device=device, actor=SYSTEM)
             for members in static_members.values():
-                members.discard(device.id)
+                members.discard(deleted_id)
     elif kind == "group":
         static_kind = n % 3 == 0
         group = services.device_group_create(

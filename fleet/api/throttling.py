@@ -4,7 +4,8 @@ so several web processes share one exact count per window), else in the local ca
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 from fleet.api.authentication import Principal
@@ -12,6 +13,14 @@ from fleet.api.authentication import Principal
 
 def hit(key, window):
     """Count one request in the window and return the count so far (atomic INCR in Redis)."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        # One round trip: create the window's counter if absent (with its expiry), then INCR.
+        key = backend.make_and_validate_key(key)
+        pipeline = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+        pipeline.set(key, 0, ex=window + 1, nx=True)
+        pipeline.incr(key)
+        return pipeline.execute()[1]
     cache.add(key, 0, timeout=window + 1)
     try:
         return cache.incr(key)

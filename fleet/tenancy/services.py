@@ -55,18 +55,22 @@ def api_key_revoke(*, api_key):
     return api_key
 
 
-def credential_find(*, queryset, secret, prefix):
+def credential_find(*, queryset, secret, prefix, load=None):
     """The row of `queryset` holding `secret`, with its organization made current, or None.
 
     Every credential kind goes through here: a malformed or checksum-broken secret never reaches
     the database; then one statement finds the organization (rls.credential_org_id) and one
-    unordered indexed read loads the row.
+    unordered indexed read loads the row (`load(secret_hash)` instead of `queryset` where a hot
+    path has its own precompiled read).
     """
     if not isinstance(secret, str) or not credentials.is_well_formed(secret=secret, prefix=prefix):
         return None
     secret_hash = credentials.hash_secret(secret)
     rls.credential_org_id(table=queryset.model._meta.db_table, secret_hash=secret_hash)
-    row = next(iter(queryset.filter(secret_hash=secret_hash).order_by()[:1]), None)
+    if load is not None:
+        row = load(secret_hash)
+    else:
+        row = next(iter(queryset.filter(secret_hash=secret_hash).order_by()[:1]), None)
     if row is not None and not rls.current_org_ids():  # SQLite: no credential function
         rls.activate(org_ids=[row.organization_id])
     return row
