@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps_catalog.models import CapabilitySlot, InferenceConfig
+from devices import registry as device_registry
 from devices import services as device_services
 from fleet.activity import services as activity
 from fleet.errors import Invalid
@@ -233,15 +234,12 @@ def device_sync(*, device, organization, actor, known_revision=None, observed_st
     response = {
         "unchanged": unchanged,
         "revision": state.revision,
-        "directives": directives_deliver(device=device, now=now),
         "drift": {"drift": drift["drift"], "drifted": drift["drifted"]},
         "next_sync_in_s": device.heartbeat_interval_s,
-        "pending_round_id": None,
-        "message": None,
+        # Directives and a pending training round, exactly as heartbeat delivers them: the providers
+        # run only for a device flagged with `attention`, so an ordinary sync costs no query for them.
+        **device_registry.heartbeat_contributions(device=device, organization=organization),
     }
-    from .training import pending_round  # issue 7: seed 003's pending training round, as in heartbeat
-
-    response.update(pending_round(device=device, organization=organization, now=now))
     if not unchanged:
         response["desired_state"] = desired
     return response
