@@ -76,7 +76,7 @@ def _state(*, device, organization):
     return state
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # hot path (every poll): joins the request's transaction, no SAVEPOINT
 def desired_state(*, device, organization, now=None):
     """(desired state dict, winners, state row). The revision increases only when content changes."""
     winners = winning_assignments(organization=organization, device_ids=[device.id]).get(device.id, [])
