@@ -3,7 +3,7 @@
 `zipfile` normally seeks back to patch each member's header; over a forward-only stream (an S3
 multipart upload) it must not, so the storage file is wrapped in a writer that has no seek():
 zipfile then writes data descriptors after each member and never rewinds. Memory stays bounded
-by the rows of one fetch plus the storage backend's part buffer.
+by FLUSH_BYTES of rows (or one fetch) plus the storage backend's part buffer.
 """
 
 import csv
@@ -73,10 +73,19 @@ class Member:
         if self._buffer.tell() >= FLUSH_BYTES:
             self._flush()
 
+    def write(self, data, *, rows=0):
+        """CSV rows formatted elsewhere (PostgreSQL's COPY), as bytes; `rows`: how many they complete."""
+        self._flush()
+        self._write(data)
+        self.rows += rows
+
     def _flush(self):
         data = self._buffer.getvalue().encode()
         self._buffer.seek(0)
         self._buffer.truncate()
+        self._write(data)
+
+    def _write(self, data):
         if data:
             self.sha256.update(data)
             self.bytes += len(data)

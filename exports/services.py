@@ -1,17 +1,23 @@
 """Export jobs: create, run (claim → stream → finish), cancel, sweep, expire, signed downloads."""
 
+import csv
+import io
 import json
 import logging
 import os
 import time
-from datetime import UTC, timedelta
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F, Func, Q, TextField
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.urls import reverse
 from django.utils import timezone
@@ -218,27 +224,6 @@ def _after(keys, last):
     return TupleGreaterThan(Tuple(*(F(key) for key in keys)), tuple(last))
 
 
-def _chunks(job, queryset, keys, values):
-    """Rows in keyset chunks of EXPORT_CHUNK_ROWS ordered by `keys` (unique, and backed by a btree
-    index, so each chunk is an index range scan rather than a sort of everything left), each read
-    in its own short transaction through a server-side cursor (EXPORT_FETCH_ROWS per fetch)."""
-    chunk_rows = getattr(settings, "EXPORT_CHUNK_ROWS", 50_000)
-    fetch_rows = getattr(settings, "EXPORT_FETCH_ROWS", 2_000)
-    last = None
-    while True:
-        count = 0
-        with rls.organization_context(org_id=job.organization_id):
-            chunk = queryset if last is None else queryset.filter(_after(keys, last))
-            rows = chunk.order_by(*keys).values_list(*keys, *values)[:chunk_rows]
-            for row in rows.iterator(chunk_size=fetch_rows):
-                last = row[: len(keys)]
-                count += 1
-                yield row
-        yield None  # end of chunk: the caller beats
-        if count < chunk_rows:
-            return
-
-
 def _group_members(job):
     """A device group export covers the group's members when the export runs (membership is exact)."""
     return device_selectors.group_member_ids(organization=job.organization, group_ids=[job.scope_id])
@@ -264,22 +249,58 @@ def _scope_annotations(job):
     return queryset
 
 
-def _write_member(zf, job, name, columns, rows, progress, kind, convert):
-    member = archive.Member(zf, name, columns, job.format)
-    try:
-        for row in rows:
-            if row is None:
-                progress.beat()
-                continue
-            member.add(convert(row))
-            setattr(progress, kind, getattr(progress, kind) + 1)
-    finally:
-        rows.close()  # on error: leave the chunk's transaction now, not at garbage collection
-    return member.close()
+# --- the members' rows: formatted by PostgreSQL (CSV) or in Python (JSON lines, SQLite) -------------
 
 
-# Readings follow their unique (device, metric, ts) index: grouped by device and metric, in time order.
-READING_KEYS = ("device_id", "metric", "ts")
+class _Iso(Func):
+    """_iso() in SQL: UTC, microseconds only when there are some (as isoformat()), then `Z`."""
+
+    template = "replace(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
+    output_field = TextField()
+
+
+class _Text(Func):
+    """COPY quotes an empty string ("") to tell it from NULL; csv.writer writes nothing: so make it NULL."""
+
+    template = "NULLIF(%(expressions)s, '')"
+    output_field = TextField()
+
+
+FLOAT_MARK = ord("#")
+
+
+class _Float(Func):
+    """repr(float) in SQL, for a member's last column. Below 1e15 PostgreSQL prints the same shortest
+    digits as Python, except that integral values lack Python's `.0`. From 1e15 on (rare) the two differ:
+    PostgreSQL switches to exponent notation at 1e15, Python at 1e16, and past 2**54 PostgreSQL may
+    choose a longer (equally exact) digit string; such a field gets a trailing `#` and Python prints
+    it (_python_float). Only for a column: the expression is repeated."""
+
+    template = (
+        "CASE WHEN abs(%(expressions)s) >= 1e15::float8 THEN %(expressions)s::text || '#'"
+        " WHEN %(expressions)s = trunc(%(expressions)s) THEN %(expressions)s::text || '.0'"
+        " ELSE %(expressions)s::text END"
+    )
+    output_field = TextField()
+
+
+def _python_float(row):
+    """A CSV row whose last field _Float marked: PostgreSQL's exact text of the float, printed by repr()."""
+    head, _, text = bytes(row[:-2]).rpartition(b",")
+    return b"%s,%s\n" % (head, repr(float(text)).encode())
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What one member holds, and how to write it either way."""
+
+    kind: str  # the member's name without extension, and its Progress counter
+    header: list
+    keys: tuple  # unique and btree-indexed: each keyset chunk is an index range scan, not a sort
+    values: list  # Python: values_list(*keys, *values), then convert(row) gives the fields
+    convert: Callable
+    sql: list  # PostgreSQL: the same fields as SQL expressions that format them exactly as convert does
+    sql_keys: tuple  # the keys read back from a CSV row of `sql`: (field index, parse) each
 
 
 def _reading_row(row):
@@ -290,6 +311,102 @@ def _reading_row(row):
 def _annotation_row(row):
     ts_from, ann_id, device_uuid, device_id, class_name, ts_to, text, created_by, created_at = row
     return [str(ann_id), str(device_uuid), device_id, class_name, _iso(ts_from), _iso(ts_to), text, created_by, _iso(created_at)]
+
+
+# Readings follow their unique (device, metric, ts) index: grouped by device and metric, in time order.
+READINGS = Rows(
+    kind="readings",
+    header=READING_COLUMNS,
+    keys=("device_id", "metric", "ts"),
+    values=["device__device_id", "value"],
+    convert=_reading_row,
+    sql=[_Iso("ts"), "device_id", _Text("device__device_id"), _Text("metric"), _Float("value")],
+    sql_keys=((1, uuid.UUID), (3, str), (0, datetime.fromisoformat)),
+)
+ANNOTATIONS = Rows(
+    kind="annotations",
+    header=ANNOTATION_COLUMNS,
+    keys=("ts_from", "id"),
+    values=["device_id", "device__device_id", "annotation_class__name", "ts_to", "text", "created_by", "created_at"],
+    convert=_annotation_row,
+    sql=["id", "device_id", _Text("device__device_id"), _Text("annotation_class__name"), _Iso("ts_from"),
+         _Iso("ts_to"), _Text("text"), _Text("created_by"), _Iso("created_at")],
+    sql_keys=((4, datetime.fromisoformat), (0, uuid.UUID)),
+)
+
+
+def _python_chunk(member, rows, chunk, limit):
+    """One chunk read through a server-side cursor (EXPORT_FETCH_ROWS per fetch), each row formatted
+    in Python. Returns (row count, keys of the last row)."""
+    fetch_rows = getattr(settings, "EXPORT_FETCH_ROWS", 2_000)
+    count, last = 0, None
+    iterator = chunk.values_list(*rows.keys, *rows.values)[:limit].iterator(chunk_size=fetch_rows)
+    try:
+        for last in iterator:
+            member.add(rows.convert(last))
+            count += 1
+    finally:
+        iterator.close()  # on error: release the server-side cursor now, not at garbage collection
+    return count, None if last is None else last[: len(rows.keys)]
+
+
+def _copy_chunk(member, rows, chunk, limit):
+    """One chunk as `COPY (SELECT …) TO STDOUT (FORMAT csv)`: PostgreSQL formats the rows, Python only
+    hashes, deflates and stores the bytes. Row-level security applies as to any SELECT. Returns (row
+    count, keys of the last row, read back from its CSV)."""
+    sql, params = chunk.values_list(*rows.sql)[:limit].query.sql_with_params()
+    marked = isinstance(rows.sql[-1], _Float)
+    buffer, row, last = bytearray(), None, None
+    connection.ensure_connection()
+    # psycopg's own cursor: Django's debug wrapper takes no parameters for copy(), and psycopg merges
+    # them into a COPY statement client-side.
+    with connection.connection.cursor() as cursor:
+        # The shortest exact float text (_Float relies on it); the default since PostgreSQL 12.
+        cursor.execute("SET LOCAL extra_float_digits = 1")
+        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", params) as copy:
+            for row in copy:  # one CSV row per block
+                if marked and row[-2] == FLOAT_MARK:
+                    row = _python_float(row)
+                buffer += row
+                if len(buffer) >= archive.FLUSH_BYTES:
+                    member.write(buffer)
+                    buffer = bytearray()
+            if row is not None:
+                last = bytes(row)
+        count = cursor.rowcount
+    member.write(buffer, rows=count)
+    if last is None:
+        return count, None
+    fields = next(csv.reader(io.StringIO(last.decode())))
+    return count, tuple(parse(fields[index]) for index, parse in rows.sql_keys)
+
+
+def _chunks(job, queryset, rows, write_chunk):
+    """Write the rows in keyset chunks of EXPORT_CHUNK_ROWS ordered by `rows.keys`, each in its own
+    short transaction; yields each chunk's row count between the transactions."""
+    # Memory does not depend on the chunk size (rows are streamed); fewer, larger chunks restart
+    # fewer scans (each chunk's merge join reads the devices index from its start again).
+    chunk_rows = getattr(settings, "EXPORT_CHUNK_ROWS", 200_000)
+    last = None
+    while True:
+        with rls.organization_context(org_id=job.organization_id):
+            chunk = queryset if last is None else queryset.filter(_after(rows.keys, last))
+            count, last = write_chunk(chunk.order_by(*rows.keys), chunk_rows)
+        yield count
+        if count < chunk_rows:
+            return
+
+
+def _write_member(zf, job, queryset, rows, progress):
+    """Returns {member name: its rows, bytes and sha256}."""
+    ext = "csv" if job.format == Format.CSV else "jsonl"
+    name = f"{rows.kind}.{ext}"
+    member = archive.Member(zf, name, rows.header, job.format)
+    write_chunk = _copy_chunk if job.format == Format.CSV and rls.is_postgres() else _python_chunk
+    for count in _chunks(job, queryset, rows, partial(write_chunk, member, rows)):
+        setattr(progress, rows.kind, getattr(progress, rows.kind) + count)
+        progress.beat()  # between chunks: heartbeat, progress, and the check for a cancellation
+    return {name: member.close()}
 
 
 def file_name_for(job):
@@ -326,7 +443,6 @@ def export_build(*, job):
         if Include.ANNOTATIONS in job.includes:
             total += _scope_annotations(job).count()
     progress = Progress(job, total)
-    ext = "csv" if job.format == Format.CSV else "jsonl"
     name = file_name_for(job)
     target = _open_for_write(name)
     writer = archive.ForwardOnlyWriter(target)
@@ -335,16 +451,9 @@ def export_build(*, job):
         zf = archive.open_archive(writer)
         members = {}
         if Include.READINGS in job.includes:
-            rows = _chunks(job, _scope_readings(job), READING_KEYS, ["device__device_id", "value"])
-            members[f"readings.{ext}"] = _write_member(
-                zf, job, f"readings.{ext}", READING_COLUMNS, rows, progress, "readings", _reading_row
-            )
+            members.update(_write_member(zf, job, _scope_readings(job), READINGS, progress))
         if Include.ANNOTATIONS in job.includes:
-            values = ["device_id", "device__device_id", "annotation_class__name", "ts_to", "text", "created_by", "created_at"]
-            rows = _chunks(job, _scope_annotations(job), ("ts_from", "id"), values)
-            members[f"annotations.{ext}"] = _write_member(
-                zf, job, f"annotations.{ext}", ANNOTATION_COLUMNS, rows, progress, "annotations", _annotation_row
-            )
+            members.update(_write_member(zf, job, _scope_annotations(job), ANNOTATIONS, progress))
         manifest = {
             "export_id": str(job.id),
             "organization_id": str(job.organization_id),
