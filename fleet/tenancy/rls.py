@@ -22,9 +22,12 @@ _current_org_ids: ContextVar[tuple] = ContextVar("fleet_org_ids", default=())
 
 # One predicate for every organization-scoped table; `app.org_id` may hold a comma-separated list
 # (staff members of several organizations in the admin).
+# Each setting is read in a sub-select (an InitPlan; the outer cast keeps ANY on an array, not a
+# subquery): evaluated once per statement instead of once per row, which large scans (exports,
+# counts, materialization) feel (tenancy migration 0004).
 POLICY_PREDICATE = (
-    f"org_id = ANY (string_to_array(NULLIF(current_setting('{ORG_SETTING}', true), ''), ',')::uuid[])"
-    f" OR current_setting('{BYPASS_SETTING}', true) = 'on'"
+    f"org_id = ANY ((SELECT string_to_array(NULLIF(current_setting('{ORG_SETTING}', true), ''), ',')::uuid[])::uuid[])"
+    f" OR (SELECT current_setting('{BYPASS_SETTING}', true) = 'on')"
 )
 
 
