@@ -33,19 +33,25 @@ def winning_assignments(*, organization, device_ids):
     app target, then the most recently started deployment. A device outside the current stage's
     bucket has no live-in-rollout row for the new deployment, so the previous one keeps winning.
     Each winner's `variant` is the one the device gets: the deployment's, or the variant bound to
-    the device's class (from its capability profile), else to its platform. One query for any
-    number of devices, two more when a winning deployment has bindings.
+    the device's class (from its capability profile), else to its platform. Two queries for any
+    number of devices (assignments, then their deployments), two more when a winning deployment has
+    bindings.
     """
-    rows = (
+    rows = list(
         DeviceAssignment.objects.filter(
             organization=organization,
             device_id__in=list(device_ids),
             in_rollout=True,
             deployment__status__in=LIVE_STATUSES,
         )
-        .select_related("deployment", "deployment__app", "deployment__capability", "deployment__variant",
-                        "deployment__variant__model")
     )
+    # A page of devices shares a handful of deployments: load each once with what desired state needs,
+    # rather than joining (and decoding the JSON of) deployment, app, variant and model on every row.
+    deployments = Deployment.objects.select_related("app", "capability", "variant", "variant__model").in_bulk(
+        {row.deployment_id for row in rows}
+    )
+    for row in rows:
+        row.deployment = deployments[row.deployment_id]
     best = {}
     for row in rows:
         key = (row.device_id, row.deployment.capability_id)
