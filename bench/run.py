@@ -427,14 +427,16 @@ def bench_materialize(ctx, size):
     flips = iter(range(1_000_000))
 
     def bulk_labels():
-        # Every device changes (a new value each time), so every group membership is re-evaluated.
+        # Every device moves to one site, alternately site-0 and site-1, which the groups select on: each
+        # run re-materializes real membership changes (a label no selector reads would skip that work).
         began = time.perf_counter()
         with rls.organization_context(org_id=ctx["org"].id):
             result = device_services.devices_bulk_labels(
-                organization=ctx["org"], actor=SYSTEM, target={"selector": {}}, set_labels={"wave": f"w{next(flips)}"}
+                organization=ctx["org"], actor=SYSTEM, target={"selector": {}},
+                set_labels={"site": f"site-{next(flips) % 2}"},
             )
         seconds = time.perf_counter() - began
-        assert result["changed"] == ctx["devices"], result
+        assert result["changed"] >= ctx["devices"] * 0.9, result
         return seconds
 
     bulk_ratio, bulk_a, bulk_b = interleaved(bulk_labels, reference, size["pairs"])

@@ -4,6 +4,7 @@ from django.db.models import Q
 
 from apps_catalog.signals import target_removed
 from devices import registry
+from devices.label_selector import reads_keys
 
 from . import control
 from .models import AssignmentStatus, Deployment, DeploymentStatus, DeviceAssignment, DeviceState
@@ -78,12 +79,22 @@ def device_assignments(*, organization, devices):
     }
 
 
-def devices_changed(*, organization, device_ids):
-    """Assignments follow the change now; capability profiles are recomputed after commit."""
+def devices_changed(*, organization, device_ids, label_keys=None, groups_changed=None):
+    """Assignments follow the change now; capability profiles are recomputed after commit. When
+    only labels changed, only the deployments whose selector reads them or that name a group whose
+    membership changed are re-materialized, and profiles (which ignore labels) are left alone."""
     from . import orchestrator
 
-    assignments_refresh(organization=organization, device_ids=device_ids)
-    orchestrator.devices_changed(organization=organization, device_ids=device_ids)
+    if label_keys is None:
+        assignments_refresh(organization=organization, device_ids=device_ids)
+        orchestrator.devices_changed(organization=organization, device_ids=device_ids)
+        return
+    groups = {str(group_id) for group_id in groups_changed or ()}
+    assignments_refresh(
+        organization=organization, device_ids=device_ids,
+        only=lambda targeting: reads_keys(targeting.get("selector") or {}, label_keys)
+        or bool(groups & {str(g) for g in targeting.get("device_group_ids") or []}),
+    )
 
 
 def groups_changed(*, organization, group_ids):

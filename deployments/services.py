@@ -276,10 +276,10 @@ ACTIONS = {
 REFRESH_BY_ID_MAX = 2000
 
 
-def assignments_refresh(*, organization, device_ids):
+def assignments_refresh(*, organization, device_ids, only=None):
     """Re-materialize the given devices against every live deployment of the organization
-    (registration, label, platform or status changes, group membership, deletions). The loop is
-    over deployments, each one set-based over the devices."""
+    (registration, label, platform or status changes, group membership, deletions), or those whose
+    targeting passes `only`. The loop is over deployments, each one set-based over the devices."""
     device_ids = list(device_ids)
     if not device_ids:
         return 0
@@ -289,6 +289,8 @@ def assignments_refresh(*, organization, device_ids):
         organization=organization, status__in=(S.ROLLING_OUT, S.PAUSED, S.COMPLETED)
     ).select_related("organization")
     for deployment in deployments:
+        if only is not None and not only(deployment.targeting or {}):
+            continue
         upserted, deleted = _materialize(deployment, device_ids=scope)
         changed += upserted + deleted
     return changed

@@ -108,6 +108,12 @@ def selector_q(selector):
     return q
 
 
+def reads_keys(selector, keys):
+    """Can a change of these label keys change what the selector matches?"""
+    read = set(selector.get("match_labels") or {}) | {term["key"] for term in selector.get("match_expressions") or []}
+    return bool(read & set(keys))
+
+
 def matches(selector, *, labels, platform):
     """Evaluate a validated selector against one device in Python."""
     for key, value in (selector.get("match_labels") or {}).items():

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from fleet.tenancy.models import Organization
 
-from .label_selector import selector_q
+from .label_selector import reads_keys, selector_q
 from .models import (
     Device,
     DeviceGroup,
@@ -181,10 +181,13 @@ def lock_for_groups(*, organization):
         Organization.objects.select_for_update(no_key=True).filter(id=organization.id).values_list("id").first()
 
 
-def refresh_for_devices(*, organization, device_ids):
-    """Device side: re-evaluate every dynamic group of the organization for these devices."""
+def refresh_for_devices(*, organization, device_ids, label_keys=None):
+    """Device side: re-evaluate the dynamic groups of the organization for these devices — only
+    those whose selector reads one of `label_keys` when only labels changed."""
     lock_for_devices(organization=organization)
     groups = list(DeviceGroup.objects.filter(organization=organization, kind=GroupKind.DYNAMIC).only("id", "kind", "selector"))
+    if label_keys is not None:
+        groups = [group for group in groups if reads_keys(group.selector, label_keys)]
     return refresh_dynamic(organization=organization, groups=groups, device_ids=device_ids)
 
 

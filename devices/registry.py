@@ -101,11 +101,14 @@ def summary_contributions(*, organization):
     return result
 
 
-def devices_changed(*, organization, device_ids):
+def devices_changed(*, organization, device_ids, label_keys=None, groups_changed=None):
+    """`label_keys`: only these labels changed (None: anything may have), and `groups_changed`: the
+    dynamic groups whose membership that changed, so listeners can skip what cannot be affected."""
     device_ids = list(device_ids)
     if device_ids:
         for listener in _change_listeners:
-            listener(organization=organization, device_ids=device_ids)
+            listener(organization=organization, device_ids=device_ids, label_keys=label_keys,
+                     groups_changed=groups_changed)
 
 
 def groups_changed(*, organization, group_ids):

@@ -92,14 +92,16 @@ def _deadlines(*, last_heartbeat, interval_s):
     )
 
 
-def _devices_changed(*, organization, device_ids):
+def _devices_changed(*, organization, device_ids, label_keys=None):
     """Every device-side change goes through here: memberships first (the listeners read them),
-    then the registry's change listeners (deployments)."""
+    then the registry's change listeners (deployments). `label_keys`: only these labels changed, so
+    groups and deployments whose selectors do not read them are left alone."""
     device_ids = list(device_ids)
     if not device_ids:
         return
-    membership.refresh_for_devices(organization=organization, device_ids=device_ids)
-    registry.devices_changed(organization=organization, device_ids=device_ids)
+    changed = membership.refresh_for_devices(organization=organization, device_ids=device_ids, label_keys=label_keys)
+    registry.devices_changed(organization=organization, device_ids=device_ids, label_keys=label_keys,
+                             groups_changed=changed)
 
 
 # --- tokens ----------------------------------------------------------------------------------------
@@ -386,8 +388,11 @@ def device_update(*, device, actor, name=None, labels=None, status=None):
         device.save(update_fields=[*updates, "updated_at"])
         for verb, data in events:
             _event(device=device, actor=actor, verb=verb, data=data)
-        if "labels" in updates or "status" in updates:
+        if "status" in updates:
             _devices_changed(organization=device.organization, device_ids=[device.id])
+        elif "labels" in updates:
+            _devices_changed(organization=device.organization, device_ids=[device.id],
+                             label_keys=[*diff["added"], *diff["removed"], *diff["changed"]])
     return device
 
 
@@ -918,7 +923,7 @@ def devices_bulk_labels(*, organization, actor, target, set_labels=None, remove=
         subject_id=organization.id,
         data={"target": described, "set": set_labels, "remove": remove, "matched": matched, "changed": len(changed_ids)},
     )
-    _devices_changed(organization=organization, device_ids=changed_ids)
+    _devices_changed(organization=organization, device_ids=changed_ids, label_keys=[*set_labels, *remove])
     return {"matched": matched, "changed": len(changed_ids)}
 
 

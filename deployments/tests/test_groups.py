@@ -79,3 +79,38 @@ def test_targeting_validates_group_ids(org, other_org, org_context):
     with pytest.raises(Invalid) as exc:
         services.validate_targeting(organization=org, app=None, targeting={"device_group_ids": [str(theirs.id)]})
     assert "targeting.device_group_ids" in exc.value.fields
+
+
+def test_label_changes_re_evaluate_only_what_reads_those_keys(org, org_context, django_capture_on_commit_callbacks):
+    """Selector deployments and group deployments follow a label they read; a label nobody reads
+    touches no membership, no assignment and no capability profile."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    org_context(org)
+    one = DeviceFactory(organization=org, device_id="one", labels={"site": "berlin", "tier": "edge"})
+    DeviceFactory(organization=org, device_id="two", labels={"site": "paris", "tier": "core"})
+    group = device_services.device_group_create(organization=org, actor=SYSTEM, name="B", slug="b",
+                                                selector={"match_labels": {"site": "berlin"}})
+    by_group = start(org, group)
+    by_selector = DeploymentFactory(
+        organization=org, targeting={"selector": {"match_expressions": [{"key": "tier", "operator": "In", "values": ["edge"]}]}},
+        strategy={"type": "all_at_once"}, environment="staging",  # not superseding by_group
+    )
+    services.deployment_start(deployment=by_selector, actor=SYSTEM)
+    assert assigned(by_group) == {"one"} and assigned(by_selector) == {"one"}
+
+    device_services.devices_bulk_labels(organization=org, actor=SYSTEM, target={"selector": {}}, set_labels={"tier": "edge"})
+    assert assigned(by_selector) == {"one", "two"} and assigned(by_group) == {"one"}
+    one.organization = org
+    device_services.device_update(device=one, actor=SYSTEM, labels={"site": "paris"})
+    assert assigned(by_group) == set() and assigned(by_selector) == {"one", "two"}
+
+    with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks() as callbacks:
+        result = device_services.devices_bulk_labels(organization=org, actor=SYSTEM, target={"selector": {}},
+                                                     set_labels={"wave": "w1"})
+    assert result["changed"] == 2
+    written = [q["sql"] for q in captured.captured_queries
+               if "devicegroupmembership" in q["sql"] or "deviceassignment" in q["sql"]]
+    assert written == [] and callbacks == []
+    assert assigned(by_group) == set() and assigned(by_selector) == {"one", "two"}
