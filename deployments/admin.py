@@ -33,8 +33,8 @@ class DeploymentAdmin(OrgScopedAdmin):
     list_filter = ["status", "environment", "capability"]
     search_fields = ["id", "variant__name", "app__slug"]
     list_select_related = ["organization", "app", "capability", "variant"]
-    readonly_fields = ["status", "current_stage", "status_reason", "progress", "assignments_link", "previous_deployment",
-                       "created_by", "created_at", "started_at", "completed_at"]
+    readonly_fields = ["bindings", "status", "current_stage", "status_reason", "progress", "assignments_link",
+                       "previous_deployment", "created_by", "created_at", "started_at", "completed_at"]
     fields = ["organization", "app", "capability", "variant", "environment", "targeting", "strategy", *readonly_fields]
     actions = ["start", "pause", "promote", "rollback"]
 
@@ -81,6 +81,7 @@ class DeploymentAdmin(OrgScopedAdmin):
         if not change:
             services.validate_targeting(organization=obj.organization, app=obj.app, targeting=obj.targeting)
             services.stages_validate(obj.strategy)
+            obj.bindings = services.slot_bindings(organization=obj.organization, app=obj.app, capability=obj.capability)
             obj.created_by = request.user.get_username()
         super().save_model(request, obj, form, change)
 

@@ -33,25 +33,26 @@ def winning_assignments(*, organization, device_ids):
     app target, then the most recently started deployment. A device outside the current stage's
     bucket has no live-in-rollout row for the new deployment, so the previous one keeps winning.
     Each winner's `variant` is the one the device gets: the deployment's, or the variant bound to
-    the device's class (from its capability profile), else to its platform. Two queries for any
-    number of devices (assignments, then their deployments), two more when a winning deployment has
-    bindings.
+    the device's class (from its capability profile), else to its platform. One query for one
+    device, two for any number (assignments, then their deployments), two more when a winning
+    deployment has bindings.
     """
-    rows = list(
-        DeviceAssignment.objects.filter(
-            organization=organization,
-            device_id__in=list(device_ids),
-            in_rollout=True,
-            deployment__status__in=LIVE_STATUSES,
+    device_ids = list(device_ids)
+    rows = DeviceAssignment.objects.filter(
+        organization=organization, device_id__in=device_ids, in_rollout=True, deployment__status__in=LIVE_STATUSES
+    )
+    related = ("deployment__app", "deployment__capability", "deployment__variant", "deployment__variant__model")
+    if len(device_ids) == 1:  # one device (desired state, sync): one joined query is the cheapest
+        rows = list(rows.select_related(*related))
+    else:
+        # A page of devices shares a handful of deployments: load each once rather than joining (and
+        # decoding the JSON of) deployment, app, variant and model on every row.
+        rows = list(rows)
+        deployments = Deployment.objects.select_related(*(name.removeprefix("deployment__") for name in related)).in_bulk(
+            {row.deployment_id for row in rows}
         )
-    )
-    # A page of devices shares a handful of deployments: load each once with what desired state needs,
-    # rather than joining (and decoding the JSON of) deployment, app, variant and model on every row.
-    deployments = Deployment.objects.select_related("app", "capability", "variant", "variant__model").in_bulk(
-        {row.deployment_id for row in rows}
-    )
-    for row in rows:
-        row.deployment = deployments[row.deployment_id]
+        for row in rows:
+            row.deployment = deployments[row.deployment_id]
     best = {}
     for row in rows:
         key = (row.device_id, row.deployment.capability_id)

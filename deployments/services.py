@@ -112,6 +112,14 @@ def validate_bindings(*, organization, capability, bindings):
     return checked
 
 
+def slot_bindings(*, organization, app, capability):
+    """What a deployment of `app` inherits when it names no bindings: the app slot's, if any."""
+    if app is None:
+        return {}
+    slot = CapabilitySlot.objects.filter(organization=organization, app=app, capability=capability).first()
+    return dict(slot.bindings) if slot is not None else {}
+
+
 @transaction.atomic
 def deployment_create(*, organization, actor, capability, variant, targeting, strategy, environment, app=None,
                       bindings=None):
@@ -120,10 +128,9 @@ def deployment_create(*, organization, actor, capability, variant, targeting, st
     if variant.model.capability_id != capability.id:
         raise Invalid(f"Variant {variant.id} is not a {capability.key} model.", field="variant_id")
     validate_targeting(organization=organization, app=app, targeting=targeting)
-    if bindings is None and app is not None:
-        slot = CapabilitySlot.objects.filter(organization=organization, app=app, capability=capability).first()
-        bindings = slot.bindings if slot is not None else None
-    bindings = validate_bindings(organization=organization, capability=capability, bindings=bindings or {})
+    if bindings is None:
+        bindings = slot_bindings(organization=organization, app=app, capability=capability)
+    bindings = validate_bindings(organization=organization, capability=capability, bindings=bindings)
     deployment = Deployment.objects.create(
         organization=organization,
         app=app,
