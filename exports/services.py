@@ -433,15 +433,24 @@ def _abort(target):
     target.close()
 
 
+def _estimated_count(queryset):
+    """Rows for the progress bar. PostgreSQL: the planner's estimate (no scan; counting 1,000,000
+    readings up front cost a tenth of the export). Progress stays below 1.0 until the job is done,
+    and the exact counts come from the rows written."""
+    if not rls.is_postgres():
+        return queryset.count()
+    return int(json.loads(queryset.explain(format="json"))[0]["Plan"]["Plan Rows"])
+
+
 def export_build(*, job):
     """Stream the job's rows into the zip in storage; returns (file name, size, member manifest)."""
     with rls.organization_context(org_id=job.organization_id):
         job = ExportJob.objects.select_related("organization").get(id=job.id)
         total = 0
         if Include.READINGS in job.includes:
-            total += _scope_readings(job).count()
+            total += _estimated_count(_scope_readings(job))
         if Include.ANNOTATIONS in job.includes:
-            total += _scope_annotations(job).count()
+            total += _estimated_count(_scope_annotations(job))
     progress = Progress(job, total)
     name = file_name_for(job)
     target = _open_for_write(name)
