@@ -1,5 +1,7 @@
 """Make sure the demo organization exists; on first creation print an API key for it, once."""
 
+import os
+
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -18,4 +20,5 @@ class Command(BaseCommand):
         services.organization_create(slug=SLUG, name="Demo")
         self.stdout.write(self.style.SUCCESS(f"Created organization '{SLUG}'. Its API key (shown once, save it):"))
         call_command("create_api_key", org=SLUG, name="demo", stdout=self.stdout)
-        self.stdout.write("Try: curl -H 'Authorization: Bearer <key>' http://127.0.0.1:8000/api/v1/organization")
+        port = os.environ.get("PORT", "8000")  # the port `make run` serves on (fleet/gunicorn_conf.py)
+        self.stdout.write(f"Try: curl -H 'Authorization: Bearer <key>' http://127.0.0.1:{port}/api/v1/organization")
