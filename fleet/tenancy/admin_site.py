@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.core.cache import cache
 from django.http import HttpResponse
 
+from fleet.api.throttling import hit
 from fleet.tenancy import rls, selectors
 
 
@@ -52,11 +53,7 @@ class FleetAdminSite(admin.AdminSite):
             return response
         response = super().login(request, extra_context)
         if not (request.user.is_authenticated and response.status_code in (301, 302)):
-            cache.add(counter, 0, timeout=window + 1)
-            try:
-                cache.incr(counter)
-            except ValueError:  # evicted between add and incr
-                cache.set(counter, 1, timeout=window + 1)
+            hit(counter, window)
         return response
 
 
