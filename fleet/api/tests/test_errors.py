@@ -67,7 +67,7 @@ def test_unexpected_error_is_500_without_internals(client_a):
 
 
 @override_settings(RATE_LIMITS={"api_key": "3/60", "user": "3/60", "device": "3/60", "anonymous": "3/60"})
-def test_rate_limit_is_429_with_retry_after(client_a):
+def test_rate_limit_is_429_with_retry_after(client_a, rate_window):
     statuses = [client_a.get("/api/v1/organization").status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 429, 429]
     response = client_a.get("/api/v1/organization")

@@ -88,7 +88,7 @@ def test_csrf_is_enforced_for_session_posts(org, documented):
 
 
 @override_settings(RATE_LIMITS={**settings.RATE_LIMITS, "api_key": "2/60"})
-def test_throttling_error(client_a, documented):
+def test_throttling_error(client_a, documented, rate_window):
     for _ in range(2):
         assert client_a.get("/api/v1/api-keys").status_code == 200
     r = client_a.get("/api/v1/api-keys")

@@ -11,7 +11,7 @@ LIMITS = {"api_key": "5/60", "user": "5/60", "device": "5/60", "anonymous": "5/6
 
 @pytest.mark.redis
 @override_settings(RATE_LIMITS=LIMITS)
-def test_counters_live_in_redis_so_every_process_shares_them(client_a):
+def test_counters_live_in_redis_so_every_process_shares_them(client_a, rate_window):
     import redis
 
     assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
@@ -27,7 +27,7 @@ def test_counters_live_in_redis_so_every_process_shares_them(client_a):
 
 
 @override_settings(RATE_LIMITS=LIMITS)
-def test_limits_are_per_credential(make_client, org):
+def test_limits_are_per_credential(make_client, org, rate_window):
     first, second = make_client(org), make_client(org)
     assert [first.get("/api/v1/organization").status_code for _ in range(6)][-1] == 429
     assert second.get("/api/v1/organization").status_code == 200
