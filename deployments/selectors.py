@@ -41,16 +41,14 @@ def winning_assignments(*, organization, device_ids):
     rows = DeviceAssignment.objects.filter(
         organization=organization, device_id__in=device_ids, in_rollout=True, deployment__status__in=LIVE_STATUSES
     )
-    related = ("deployment__app", "deployment__capability", "deployment__variant", "deployment__variant__model")
+    related = ("app", "capability", "variant", "variant__model")  # of the deployment
     if len(device_ids) == 1:  # one device (desired state, sync): one joined query is the cheapest
-        rows = list(rows.select_related(*related))
+        rows = list(rows.select_related(*(f"deployment__{name}" for name in related)))
     else:
         # A page of devices shares a handful of deployments: load each once rather than joining (and
         # decoding the JSON of) deployment, app, variant and model on every row.
         rows = list(rows)
-        deployments = Deployment.objects.select_related(*(name.removeprefix("deployment__") for name in related)).in_bulk(
-            {row.deployment_id for row in rows}
-        )
+        deployments = Deployment.objects.select_related(*related).in_bulk({row.deployment_id for row in rows})
         for row in rows:
             row.deployment = deployments[row.deployment_id]
     best = {}

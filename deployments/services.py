@@ -124,13 +124,14 @@ def slot_bindings(*, organization, app, capability):
 def deployment_create(*, organization, actor, capability, variant, targeting, strategy, environment, app=None,
                       bindings=None):
     """A draft deployment. `bindings` omitted: an app's deployment inherits the bindings of the app's
-    slot for the capability (none without one)."""
+    slot for the capability (none without one), checked when the slot was set."""
     if variant.model.capability_id != capability.id:
         raise Invalid(f"Variant {variant.id} is not a {capability.key} model.", field="variant_id")
     validate_targeting(organization=organization, app=app, targeting=targeting)
     if bindings is None:
         bindings = slot_bindings(organization=organization, app=app, capability=capability)
-    bindings = validate_bindings(organization=organization, capability=capability, bindings=bindings)
+    else:
+        bindings = validate_bindings(organization=organization, capability=capability, bindings=bindings)
     deployment = Deployment.objects.create(
         organization=organization,
         app=app,

@@ -120,28 +120,26 @@ def _token_issue(*, device, now):
 
 @functools.cache
 def _token_read():
-    """(sql, [(model, [(attname, converters)])]) of the token + organization + device read by secret
-    hash. Built once: compiling the equivalent select_related queryset cost more than running it."""
+    """The token + organization + device read by secret hash, built once (compiling the equivalent
+    select_related queryset cost more than running it): (sql, [(model, [(attname, col, converters)])])."""
     from fleet.tenancy.models import Organization
 
     quote = connection.ops.quote_name
-    parts = []
+    columns, models = [], []
     for alias, model in (("t", DeviceToken), ("o", Organization), ("d", Device)):
         fields = []
         for field in model._meta.concrete_fields:
             col = field.get_col(alias)
-            fields.append((f"{alias}.{quote(field.column)}", field.attname,
-                           connection.ops.get_db_converters(col) + col.get_db_converters(connection), col))
-        parts.append((model, fields))
-    columns = ", ".join(column for _, fields in parts for column, *_ in fields)
+            columns.append(f"{alias}.{quote(field.column)}")
+            fields.append((field.attname, col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+        models.append((model, fields))
     sql = (
-        f"SELECT {columns} FROM {quote(DeviceToken._meta.db_table)} t"
+        f"SELECT {', '.join(columns)} FROM {quote(DeviceToken._meta.db_table)} t"
         f" JOIN {quote(Organization._meta.db_table)} o ON o.{quote('id')} = t.{quote('org_id')}"
         f" JOIN {quote(Device._meta.db_table)} d ON d.{quote('id')} = t.{quote('device_id')}"
         f" WHERE t.{quote('secret_hash')} = %s AND t.{quote('revoked_at')} IS NULL LIMIT 1"
     )
-    return sql, [(model, [(attname, converters, col) for _, attname, converters, col in fields])
-                 for model, fields in parts]
+    return sql, models
 
 
 def _token_load(secret_hash):
@@ -154,7 +152,7 @@ def _token_load(secret_hash):
     values = iter(row)
     token, organization, device = (
         model.from_db(connection.alias, [attname for attname, _, _ in fields],
-                      [_convert(next(values), converters, col) for _, converters, col in fields])
+                      [_convert(next(values), col, converters) for _, col, converters in fields])
         for model, fields in models
     )
     token.organization = device.organization = organization
@@ -162,7 +160,7 @@ def _token_load(secret_hash):
     return token
 
 
-def _convert(value, converters, col):
+def _convert(value, col, converters):
     for converter in converters:
         value = converter(value, col, connection)
     return value
@@ -449,8 +447,9 @@ def _heartbeat_sql():
 
 
 def _heartbeat_params(values, pk):
-    prep = lambda name: Device._meta.get_field(name).get_db_prep_save(values.get(name), connection)  # noqa: E731
-    return [*(prep(name) for name in HEARTBEAT_SET + HEARTBEAT_KEEP), Device._meta.pk.get_db_prep_value(pk, connection)]
+    fields = [Device._meta.get_field(name) for name in HEARTBEAT_SET + HEARTBEAT_KEEP]
+    return [*(field.get_db_prep_save(values.get(field.name), connection) for field in fields),
+            Device._meta.pk.get_db_prep_value(pk, connection)]
 
 
 @transaction.atomic(savepoint=False)  # hot path: joins the request's transaction, no SAVEPOINT round trips

@@ -15,7 +15,8 @@ def hit(key, window):
     """Count one request in the window and return the count so far (atomic INCR in Redis)."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        # One round trip: create the window's counter if absent (with its expiry), then INCR.
+        # One round trip: create the window's counter if absent (with its expiry), then INCR. The
+        # client comes from the cache's own per-process connection pool, safe across threads and forks.
         key = backend.make_and_validate_key(key)
         pipeline = backend._cache.get_client(key, write=True).pipeline(transaction=False)
         pipeline.set(key, 0, ex=window + 1, nx=True)
