@@ -1,8 +1,10 @@
 """Fixed-window rate limits per credential, counted in Redis when REDIS_URL is set (INCR is atomic,
 so several web processes share one exact count per window), else in the local cache."""
 
+import functools
 import time
 
+import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -10,18 +12,28 @@ from rest_framework.throttling import BaseThrottle
 
 from fleet.api.authentication import Principal
 
+# The window's counter is created with its expiry by the first hit: one command, one round trip.
+COUNT_IN_WINDOW = (
+    "local count = redis.call('INCR', KEYS[1]) "
+    "if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "return count"
+)
+
+
+@functools.cache
+def _window_counter(location):
+    """One client and script per process and Redis URL. redis-py clients are thread-safe and their
+    pool reconnects after a fork; the cache's get_client() builds a new client on every call, which
+    cost more than the round trip itself."""
+    return redis.Redis.from_url(location).register_script(COUNT_IN_WINDOW)
+
 
 def hit(key, window):
-    """Count one request in the window and return the count so far (atomic INCR in Redis)."""
+    """Count one request in the window and return the count so far (atomic in Redis)."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        # One round trip: create the window's counter if absent (with its expiry), then INCR. The
-        # client comes from the cache's own per-process connection pool, safe across threads and forks.
-        key = backend.make_and_validate_key(key)
-        pipeline = backend._cache.get_client(key, write=True).pipeline(transaction=False)
-        pipeline.set(key, 0, ex=window + 1, nx=True)
-        pipeline.incr(key)
-        return pipeline.execute()[1]
+        count = _window_counter(settings.CACHES["default"]["LOCATION"])
+        return count(keys=[backend.make_and_validate_key(key)], args=[window + 1])
     cache.add(key, 0, timeout=window + 1)
     try:
         return cache.incr(key)
