@@ -16,6 +16,7 @@ from apps_catalog.models import CapabilitySlot, InferenceConfig
 from devices import registry as device_registry
 from devices import services as device_services
 from fleet.activity import services as activity
+from fleet.db import JoinedRead, Table
 from fleet.errors import Invalid
 
 from .models import AssignmentStatus, CommandStatus, DeviceAssignment, DeviceCommand, DeviceState
@@ -69,8 +70,11 @@ def _content(*, device, organization, winners):
     }
 
 
+STATE_READ = JoinedRead(Table("s", DeviceState), where="s.device_id = %s")  # every poll reads it
+
+
 def _state(*, device, organization):
-    state = DeviceState.objects.filter(device=device).first()
+    state = next((row for row, in STATE_READ.fetch([device.id])), None)
     if state is None:
         state, _ = DeviceState.objects.get_or_create(device=device, defaults={"organization": organization})
     return state

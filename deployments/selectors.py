@@ -3,8 +3,9 @@ from uuid import UUID
 
 from django.db.models import Count, Q
 
-from apps_catalog.models import ModelVariant
+from apps_catalog.models import App, CatalogModel, ModelCapability, ModelVariant
 from devices.models import Device
+from fleet.db import JoinedRead, Table
 
 from .models import (
     LIVE_STATUSES,
@@ -16,6 +17,18 @@ from .models import (
 )
 
 REPORTING = (AssignmentStatus.INSTALLED, AssignmentStatus.ACTIVE, AssignmentStatus.FAILED)
+
+# One device's live assignments with deployment, capability, variant, model and app: every
+# desired-state poll and sync runs it, so it is precompiled (fleet.db).
+DEVICE_ASSIGNMENTS_READ = JoinedRead(
+    Table("a", DeviceAssignment),
+    Table("d", Deployment, on="d.id = a.deployment_id"),
+    Table("c", ModelCapability, on="c.id = d.capability_id"),
+    Table("v", ModelVariant, on="v.id = d.variant_id"),
+    Table("m", CatalogModel, on="m.id = v.model_id"),
+    Table("app", App, on="app.id = d.app_id", outer=True),
+    where="a.org_id = %s AND a.device_id = %s AND a.in_rollout AND d.status = ANY(%s)",
+)
 
 
 def deployment_queryset(*, organization):
@@ -38,16 +51,22 @@ def winning_assignments(*, organization, device_ids):
     deployment has bindings.
     """
     device_ids = list(device_ids)
-    rows = DeviceAssignment.objects.filter(
-        organization=organization, device_id__in=device_ids, in_rollout=True, deployment__status__in=LIVE_STATUSES
-    )
-    related = ("app", "capability", "variant", "variant__model")  # of the deployment
-    if len(device_ids) == 1:  # one device (desired state, sync): one joined query is the cheapest
-        rows = list(rows.select_related(*(f"deployment__{name}" for name in related)))
+    if len(device_ids) == 1:  # one device (desired state, sync): one joined, precompiled query
+        rows = []
+        for row, deployment, capability, variant, model, app in DEVICE_ASSIGNMENTS_READ.fetch(
+            [organization.id, device_ids[0], [status.value for status in LIVE_STATUSES]]
+        ):
+            variant.model = model
+            deployment.capability, deployment.variant, deployment.app = capability, variant, app
+            row.deployment = deployment
+            rows.append(row)
     else:
         # A page of devices shares a handful of deployments: load each once rather than joining (and
         # decoding the JSON of) deployment, app, variant and model on every row.
-        rows = list(rows)
+        rows = list(DeviceAssignment.objects.filter(
+            organization=organization, device_id__in=device_ids, in_rollout=True, deployment__status__in=LIVE_STATUSES
+        ))
+        related = ("app", "capability", "variant", "variant__model")
         deployments = Deployment.objects.select_related(*related).in_bulk({row.deployment_id for row in rows})
         for row in rows:
             row.deployment = deployments[row.deployment_id]

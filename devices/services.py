@@ -20,8 +20,10 @@ from django.utils import timezone
 
 from fleet.activity import services as activity
 from fleet.activity.models import ActivityEvent, ActorType
+from fleet.db import JoinedRead, Table
 from fleet.errors import Conflict, Forbidden, Invalid, PayloadTooLarge
 from fleet.tenancy import credentials, rls
+from fleet.tenancy.models import Organization
 from fleet.tenancy.services import credential_find, credential_touch, credential_touch_due
 
 from . import label_selector, membership, registry, validation
@@ -118,52 +120,24 @@ def _token_issue(*, device, now):
     return secret
 
 
-@functools.cache
-def _token_read():
-    """The token + organization + device read by secret hash, built once (compiling the equivalent
-    select_related queryset cost more than running it): (sql, [(model, [(attname, col, converters)])])."""
-    from fleet.tenancy.models import Organization
-
-    quote = connection.ops.quote_name
-    columns, models = [], []
-    for alias, model in (("t", DeviceToken), ("o", Organization), ("d", Device)):
-        fields = []
-        for field in model._meta.concrete_fields:
-            col = field.get_col(alias)
-            columns.append(f"{alias}.{quote(field.column)}")
-            fields.append((field.attname, col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
-        models.append((model, fields))
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(DeviceToken._meta.db_table)} t"
-        f" JOIN {quote(Organization._meta.db_table)} o ON o.{quote('id')} = t.{quote('org_id')}"
-        f" JOIN {quote(Device._meta.db_table)} d ON d.{quote('id')} = t.{quote('device_id')}"
-        f" WHERE t.{quote('secret_hash')} = %s AND t.{quote('revoked_at')} IS NULL LIMIT 1"
-    )
-    return sql, models
+# Every device request runs it: precompiled (fleet.db).
+TOKEN_READ = JoinedRead(
+    Table("t", DeviceToken),
+    Table("o", Organization, on="o.id = t.org_id"),
+    Table("d", Device, on="d.id = t.device_id"),
+    where="t.secret_hash = %s AND t.revoked_at IS NULL",
+    limit=1,
+)
 
 
 def _token_load(secret_hash):
-    sql, models = _token_read()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [secret_hash])
-        row = cursor.fetchone()
-    if row is None:
+    rows = TOKEN_READ.fetch([secret_hash])
+    if not rows:
         return None
-    values = iter(row)
-    token, organization, device = (
-        model.from_db(connection.alias, [attname for attname, _, _ in fields],
-                      [_convert(next(values), col, converters) for _, col, converters in fields])
-        for model, fields in models
-    )
+    token, organization, device = rows[0]
     token.organization = device.organization = organization
     token.device = device
     return token
-
-
-def _convert(value, col, converters):
-    for converter in converters:
-        value = converter(value, col, connection)
-    return value
 
 
 def device_token_authenticate(*, secret):
