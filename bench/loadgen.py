@@ -4,8 +4,10 @@
                               "connections": 8, "duration_s": 5}'
 
 prints one JSON line: {"requests", "errors", "seconds", "rps", "status_counts", "cpu_seconds"}.
-Each connection cycles through `requests` (rotated by connection index). CPU seconds of this
-process are reported so the harness can show that the generator was not the bottleneck.
+Each connection cycles through `requests` (rotated by connection index) until `duration_s`; with
+`"once": true` the connections share `requests` and send each exactly once (warm-up passes). CPU
+seconds of this process are reported so the harness can show that the generator was not the
+bottleneck.
 """
 
 import asyncio
@@ -44,11 +46,11 @@ async def _read_response(reader):
     return status
 
 
-async def _connection(host, port, method, requests, offset, deadline, counts):
+async def _connection(host, port, method, requests, offset, deadline, counts, once=False):
     reader, writer = await asyncio.open_connection(host, port)
     index = offset
     try:
-        while time.perf_counter() < deadline:
+        while (index < len(requests)) if once else (time.perf_counter() < deadline):
             path, headers, body = requests[index % len(requests)]
             index += 1
             payload = body.encode() if isinstance(body, str) else (body or b"")
@@ -66,10 +68,13 @@ async def run(spec):
     counts = Counter()
     deadline = time.perf_counter() + spec.get("duration_s", 5)
     start = time.perf_counter()
-    tasks = [
-        _connection(parts.hostname, parts.port or 80, spec.get("method", "GET"), spec["requests"], i * 7919, deadline, counts)
-        for i in range(spec.get("connections", 8))
-    ]
+    connections, method = spec.get("connections", 8), spec.get("method", "GET")
+    if spec.get("once"):
+        tasks = [_connection(parts.hostname, parts.port or 80, method, spec["requests"][i::connections], 0, None, counts,
+                             once=True) for i in range(connections)]
+    else:
+        tasks = [_connection(parts.hostname, parts.port or 80, method, spec["requests"], i * 7919, deadline, counts)
+                 for i in range(connections)]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     seconds = time.perf_counter() - start
     total = sum(counts.values())
