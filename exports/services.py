@@ -403,9 +403,13 @@ def _write_member(zf, job, queryset, rows, progress):
     name = f"{rows.kind}.{ext}"
     member = archive.Member(zf, name, rows.header, job.format)
     write_chunk = _copy_chunk if job.format == Format.CSV and rls.is_postgres() else _python_chunk
-    for count in _chunks(job, queryset, rows, partial(write_chunk, member, rows)):
-        setattr(progress, rows.kind, getattr(progress, rows.kind) + count)
-        progress.beat()  # between chunks: heartbeat, progress, and the check for a cancellation
+    try:
+        for count in _chunks(job, queryset, rows, partial(write_chunk, member, rows)):
+            setattr(progress, rows.kind, getattr(progress, rows.kind) + count)
+            progress.beat()  # between chunks: heartbeat, progress, and the check for a cancellation
+    except BaseException:
+        member.abandon()  # its writer thread stops before the file is cleaned up under it
+        raise
     return {name: member.close()}
 
 

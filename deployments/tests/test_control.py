@@ -180,3 +180,28 @@ def test_failures_reported_through_observed_state_roll_the_stage_back(org, regis
     with rls.organization_context(org_id=org.id):
         dep.refresh_from_db()
     assert dep.status == DeploymentStatus.ROLLED_BACK and dep.status_reason.startswith("Failure rate")
+
+
+@pytest.mark.postgres
+def test_precompiled_winners_read_matches_the_orm_and_row_level_security(org, other_org, rolled_out):
+    """fleet.db.JoinedRead builds instances as the ORM would (converted fields, related objects, None
+    for an absent outer join), and the organization's policy filters it like any query."""
+    from django.forms.models import model_to_dict
+
+    from deployments.selectors import DEVICE_ASSIGNMENTS_READ, LIVE_STATUSES
+
+    device, _, dep = rolled_out
+    params = [org.id, device.id, [status.value for status in LIVE_STATUSES]]
+    with rls.organization_context(org_id=org.id):
+        [(row, deployment, capability, variant, model, app)] = DEVICE_ASSIGNMENTS_READ.fetch(params)
+        orm = DeviceAssignment.objects.select_related("deployment__capability", "deployment__variant__model").get(
+            device=device, deployment=dep
+        )
+    assert model_to_dict(row) == model_to_dict(orm) and row.updated_at == orm.updated_at
+    assert model_to_dict(deployment) == model_to_dict(orm.deployment)
+    assert deployment.targeting == dep.targeting and isinstance(deployment.strategy, dict)
+    assert (capability, variant, model) == (orm.deployment.capability, orm.deployment.variant, orm.deployment.variant.model)
+    assert app is None  # a capability deployment: the LEFT JOIN found no app
+    assert not row._state.adding
+    with rls.organization_context(org_id=other_org.id):
+        assert DEVICE_ASSIGNMENTS_READ.fetch(params) == []

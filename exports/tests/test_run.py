@@ -123,6 +123,31 @@ def test_a_failure_is_recorded_with_a_clear_error(org, monkeypatch):
     assert state.status == Status.FAILED and state.error == "OSError: disk full"
 
 
+def test_a_storage_failure_on_the_writer_thread_fails_the_job_and_removes_the_file(org, settings, monkeypatch,
+                                                                                   local_storage):
+    """Pieces are stored on each member's writer thread: its error reaches the job, the file goes."""
+    from exports import archive
+
+    monkeypatch.setattr(archive, "FLUSH_BYTES", 1024)  # many pieces, so the failure comes mid-member
+    settings.EXPORT_CHUNK_ROWS = 500
+    add_readings(org, DeviceFactory(organization=org), 2_000, step_s=1)
+    job = ExportJobFactory(organization=org, includes=["READINGS"], range_from=T0, range_to=T0 + dt.timedelta(days=2))
+    written = {"bytes": 0}
+    original = archive.ForwardOnlyWriter.write
+
+    def filling_up(self, data):
+        written["bytes"] += len(data)
+        if written["bytes"] > 8 * 1024:
+            raise OSError("disk full")
+        return original(self, data)
+
+    monkeypatch.setattr(archive.ForwardOnlyWriter, "write", filling_up)
+    assert run(job) == "failed"
+    state = job_state(job)
+    assert state.status == Status.FAILED and state.error == "OSError: disk full"
+    assert not list(local_storage.rglob("*.zip"))
+
+
 def test_sweeper_requeues_stale_jobs_and_fails_them_after_three_attempts(org, settings, django_capture_on_commit_callbacks):
     now = timezone.now()
     stale = now - dt.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_S + 5)
