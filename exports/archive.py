@@ -3,11 +3,7 @@
 `zipfile` normally seeks back to patch each member's header; over a forward-only stream (an S3
 multipart upload) it must not, so the storage file is wrapped in a writer that has no seek():
 zipfile then writes data descriptors after each member and never rewinds. Memory stays bounded
-by FLUSH_BYTES of rows (or one fetch) times the pieces in flight, plus the storage backend's part
-buffer.
-
-Each member hashes, deflates and stores its pieces on a thread of its own (hashlib, zlib and file
-writes release the GIL), so that work overlaps with reading the next rows from the database.
+by FLUSH_BYTES of rows (or one fetch) plus the storage backend's part buffer.
 """
 
 import csv
@@ -16,40 +12,8 @@ import io
 import json
 import time
 import zipfile
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 FLUSH_BYTES = 256 * 1024
-IN_FLIGHT = 2  # pieces queued for the member's writer thread before the reader waits
-
-
-class _Writer:
-    """Runs `write(piece)` in order on one thread, with at most IN_FLIGHT pieces waiting; the
-    writer's errors are raised in the caller at its next piece or at finish()."""
-
-    def __init__(self, write):
-        self._write = write
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer")
-        self._pending = deque()
-
-    def submit(self, piece):
-        while len(self._pending) >= IN_FLIGHT:
-            self._pending.popleft().result()
-        self._pending.append(self._executor.submit(self._write, piece))
-
-    def finish(self):
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._executor.shutdown(cancel_futures=True)
-
-    def abandon(self):
-        """After a failure elsewhere: stop before the caller cleans up the file under the writer."""
-        for future in self._pending:
-            future.cancel()
-        self._executor.shutdown(wait=True)
-        self._pending.clear()
 
 
 class ForwardOnlyWriter:
@@ -94,7 +58,6 @@ class Member:
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
         self._stream = archive.open(info, "w", force_zip64=True)
-        self._writer = _Writer(self._store)
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\n")
         if fmt == "csv":
@@ -124,21 +87,14 @@ class Member:
 
     def _write(self, data):
         if data:
+            self.sha256.update(data)
             self.bytes += len(data)
-            self._writer.submit(data)
-
-    def _store(self, data):  # on the writer thread
-        self.sha256.update(data)
-        self._stream.write(data)
+            self._stream.write(data)
 
     def close(self):
         self._flush()
-        self._writer.finish()
         self._stream.close()
         return {"rows": self.rows, "bytes": self.bytes, "sha256": self.sha256.hexdigest()}
-
-    def abandon(self):
-        self._writer.abandon()
 
 
 def open_archive(writer):

@@ -253,9 +253,16 @@ def _scope_annotations(job):
 
 
 class _Iso(Func):
-    """_iso() in SQL: UTC, microseconds only when there are some (as isoformat()), then `Z`."""
+    """_iso() in SQL: UTC, microseconds only when there are some (as isoformat()), then `Z`. Whole
+    seconds (most readings) take the plain text output, which to_char costs twice as much as (the
+    chunk's transaction sets TimeZone UTC and DateStyle ISO: `2026-01-01 00:00:00+00`)."""
 
-    template = "replace(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
+    template = (
+        "CASE WHEN date_trunc('second', %(expressions)s) = %(expressions)s"
+        " THEN replace(left(%(expressions)s::text, 19), ' ', 'T') || 'Z'"
+        " ELSE replace(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
+        " END"
+    )
     output_field = TextField()
 
 
@@ -361,8 +368,10 @@ def _copy_chunk(member, rows, chunk, limit):
     # psycopg's own cursor: Django's debug wrapper takes no parameters for copy(), and psycopg merges
     # them into a COPY statement client-side.
     with connection.connection.cursor() as cursor:
-        # The shortest exact float text (_Float relies on it); the default since PostgreSQL 12.
-        cursor.execute("SET LOCAL extra_float_digits = 1")
+        # The shortest exact float text (_Float relies on it; the default since PostgreSQL 12) and
+        # timestamps as _Iso expects them.
+        cursor.execute("SELECT set_config('extra_float_digits', '1', true), set_config('TimeZone', 'UTC', true),"
+                       " set_config('DateStyle', 'ISO, MDY', true)")
         with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", params) as copy:
             for row in copy:  # one CSV row per block
                 if marked and row[-2] == FLOAT_MARK:
@@ -403,13 +412,9 @@ def _write_member(zf, job, queryset, rows, progress):
     name = f"{rows.kind}.{ext}"
     member = archive.Member(zf, name, rows.header, job.format)
     write_chunk = _copy_chunk if job.format == Format.CSV and rls.is_postgres() else _python_chunk
-    try:
-        for count in _chunks(job, queryset, rows, partial(write_chunk, member, rows)):
-            setattr(progress, rows.kind, getattr(progress, rows.kind) + count)
-            progress.beat()  # between chunks: heartbeat, progress, and the check for a cancellation
-    except BaseException:
-        member.abandon()  # its writer thread stops before the file is cleaned up under it
-        raise
+    for count in _chunks(job, queryset, rows, partial(write_chunk, member, rows)):
+        setattr(progress, rows.kind, getattr(progress, rows.kind) + count)
+        progress.beat()  # between chunks: heartbeat, progress, and the check for a cancellation
     return {name: member.close()}
 
 

@@ -123,9 +123,8 @@ def test_a_failure_is_recorded_with_a_clear_error(org, monkeypatch):
     assert state.status == Status.FAILED and state.error == "OSError: disk full"
 
 
-def test_a_storage_failure_on_the_writer_thread_fails_the_job_and_removes_the_file(org, settings, monkeypatch,
-                                                                                   local_storage):
-    """Pieces are stored on each member's writer thread: its error reaches the job, the file goes."""
+def test_a_storage_failure_mid_member_fails_the_job_and_removes_the_file(org, settings, monkeypatch, local_storage):
+    """The zip is half written when storage fails: the job records the error, the file goes."""
     from exports import archive
 
     monkeypatch.setattr(archive, "FLUSH_BYTES", 1024)  # many pieces, so the failure comes mid-member
