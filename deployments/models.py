@@ -107,8 +107,10 @@ class DeviceAssignment(OrgScopedModel):
     """One targeted device of one deployment; rows are written by set-based SQL only (hence the
     database-generated integer key: it is never exposed, assignments are addressed by device)."""
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="assignments")
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="assignments")
+    # No single-column indexes: (deployment, device) and (device, in_rollout) below lead with each,
+    # and materializing a rollout writes every index of 100,000s of rows.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     source = models.CharField(max_length=16, choices=AssignmentSource.choices)
     bucket = models.PositiveSmallIntegerField(help_text="Stable 0-99 hash of (device, deployment).")
     in_rollout = models.BooleanField(default=False)
@@ -156,7 +158,7 @@ class CommandStatus(models.TextChoices):
 
 class DeviceCommand(OrgScopedModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands", db_index=False)  # see Meta
     type = models.CharField(max_length=16, choices=CommandType.choices)
     payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=CommandStatus.choices, default=CommandStatus.QUEUED)

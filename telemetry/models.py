@@ -19,7 +19,8 @@ class Reading(OrgScopedModel):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (device, metric, ts) below: no index of its own to write per reading.
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="+", db_index=False)
     metric = models.CharField(max_length=METRIC_MAX)
     ts = models.DateTimeField()
     value = models.FloatField()

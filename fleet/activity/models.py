@@ -2,7 +2,7 @@ import uuid
 
 from django.db import models
 
-from fleet.tenancy.models import OrgScopedModel
+from fleet.tenancy.models import OrgScopedModel, organization_key
 
 
 class ActorType(models.TextChoices):
@@ -17,6 +17,7 @@ class ActorType(models.TextChoices):
 class ActivityEvent(OrgScopedModel):
     """One line of an organization's feed. Subjects are plain ids so history outlives deletions."""
 
+    organization = organization_key(db_index=False)  # every index below leads with it
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64, blank=True)
