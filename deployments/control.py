@@ -70,7 +70,7 @@ def _content(*, device, organization, winners):
     }
 
 
-STATE_READ = JoinedRead(Table("s", DeviceState), where="s.device_id = %s")  # every poll reads it
+STATE_READ = JoinedRead(Table("s", DeviceState), where="s.device_id = %s", params=[("s", "device")])  # every poll
 
 
 def _state(*, device, organization):

@@ -18,6 +18,7 @@ from .models import (
 
 REPORTING = (AssignmentStatus.INSTALLED, AssignmentStatus.ACTIVE, AssignmentStatus.FAILED)
 
+LIVE_STATUS_VALUES = [status.value for status in LIVE_STATUSES]
 # One device's live assignments with deployment, capability, variant, model and app: every
 # desired-state poll and sync runs it, so it is precompiled (fleet.db).
 DEVICE_ASSIGNMENTS_READ = JoinedRead(
@@ -27,7 +28,8 @@ DEVICE_ASSIGNMENTS_READ = JoinedRead(
     Table("v", ModelVariant, on="v.id = d.variant_id"),
     Table("m", CatalogModel, on="m.id = v.model_id"),
     Table("app", App, on="app.id = d.app_id", outer=True),
-    where="a.org_id = %s AND a.device_id = %s AND a.in_rollout AND d.status = ANY(%s)",
+    where=f"a.org_id = %s AND a.device_id = %s AND a.in_rollout AND d.status IN ({', '.join(['%s'] * len(LIVE_STATUSES))})",
+    params=[("a", "organization"), ("a", "device"), *[("d", "status")] * len(LIVE_STATUSES)],
 )
 
 
@@ -54,7 +56,7 @@ def winning_assignments(*, organization, device_ids):
     if len(device_ids) == 1:  # one device (desired state, sync): one joined, precompiled query
         rows = []
         for row, deployment, capability, variant, model, app in DEVICE_ASSIGNMENTS_READ.fetch(
-            [organization.id, device_ids[0], [status.value for status in LIVE_STATUSES]]
+            [organization.id, device_ids[0], *LIVE_STATUS_VALUES]
         ):
             variant.model = model
             deployment.capability, deployment.variant, deployment.app = capability, variant, app

@@ -126,6 +126,7 @@ TOKEN_READ = JoinedRead(
     Table("o", Organization, on="o.id = t.org_id"),
     Table("d", Device, on="d.id = t.device_id"),
     where="t.secret_hash = %s AND t.revoked_at IS NULL",
+    params=[("t", "secret_hash")],
     limit=1,
 )
 

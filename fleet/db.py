@@ -25,13 +25,17 @@ class Table:
 
 
 class JoinedRead:
-    """SELECT every concrete column of `tables`, filtered by `where` (with %s placeholders).
+    """SELECT every concrete column of `tables`, filtered by `where`.
 
-    `fetch(params)` returns one tuple of instances per row, in the order of `tables`.
+    `where` has one %s per entry of `params`, an (alias, field name) pair saying which field the value
+    is compared with, so that it is prepared for the database as the ORM would (a UUID on SQLite is
+    hex text). `fetch(values)` returns one tuple of instances per row, in the order of `tables`.
     """
 
-    def __init__(self, *tables, where, order_by="", limit=None):
+    def __init__(self, *tables, where, params=(), order_by="", limit=None):
         self.tables, self.where, self.order_by, self.limit = tables, where, order_by, limit
+        models = {table.alias: table.model for table in tables}
+        self.param_fields = [models[alias]._meta.get_field(name) for alias, name in params]
 
     @functools.cached_property
     def _compiled(self):
@@ -58,8 +62,9 @@ class JoinedRead:
             sql.append(f"LIMIT {int(self.limit)}")
         return " ".join(sql), layout
 
-    def fetch(self, params):
+    def fetch(self, values):
         sql, layout = self._compiled
+        params = [field.get_db_prep_value(value, connection) for field, value in zip(self.param_fields, values, strict=True)]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -188,10 +188,10 @@ def test_precompiled_winners_read_matches_the_orm_and_row_level_security(org, ot
     for an absent outer join), and the organization's policy filters it like any query."""
     from django.forms.models import model_to_dict
 
-    from deployments.selectors import DEVICE_ASSIGNMENTS_READ, LIVE_STATUSES
+    from deployments.selectors import DEVICE_ASSIGNMENTS_READ, LIVE_STATUS_VALUES
 
     device, _, dep = rolled_out
-    params = [org.id, device.id, [status.value for status in LIVE_STATUSES]]
+    params = [org.id, device.id, *LIVE_STATUS_VALUES]
     with rls.organization_context(org_id=org.id):
         [(row, deployment, capability, variant, model, app)] = DEVICE_ASSIGNMENTS_READ.fetch(params)
         orm = DeviceAssignment.objects.select_related("deployment__capability", "deployment__variant__model").get(
