@@ -184,8 +184,8 @@ def bench_heartbeat(ctx, size):
     spec = dict(url=ctx["server"].url, method="PUT", requests=requests, connections=8, duration_s=size["seconds"])
     ping = dict(url=ctx["server"].url, method="GET", requests=[["/bench/ping", {}, ""]], connections=8,
                 duration_s=size["seconds"])
-    # Steady state: the seeded rollout flagged every device for attention, and a device's first
-    # heartbeat after that delivers its directives and clears the flag (more statements). One pass
+    # Steady state: a new device starts flagged for attention, and its first heartbeat looks for
+    # commands and training rounds waiting for it and clears the flag (more statements). One pass
     # over the tokens does that first, and is reported on its own.
     first = loadgen({**spec, "once": True})
     ctx["warmed"] = True
@@ -214,7 +214,7 @@ def bench_heartbeat(ctx, size):
     cpu = statistics.median(r["cpu_seconds"] / r["seconds"] for r in runs["subject"])
     return dict(name="heartbeat", ratio=ratio, subject=a, reference=b, unit="req/s",
                 extra={"sql_statements": len(statements), "statements": statements,
-                       "first_after_rollout_rps": first["rps"], "loadgen_cpu_share": round(cpu, 2),
+                       "first_heartbeat_rps": first["rps"], "loadgen_cpu_share": round(cpu, 2),
                        "errors": sum(r["errors"] for r in runs["subject"]),
                        "server_errors": sum(r["server_errors"] for r in runs["subject"]),
                        "connection_exceptions": sum(len(r["exceptions"]) for r in runs["subject"])})
