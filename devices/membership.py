@@ -1,11 +1,13 @@
 """Materialized group membership: set-based SQL that keeps `DeviceGroupMembership` exact.
 
-Dynamic groups: the wanted (group, device) pairs are one UNION ALL of per-group SELECTs (each
-group's selector compiled by `label_selector.selector_q`), restricted to the devices in scope and to
-devices that are neither revoked nor archived. Two statements apply it, whatever the number of
-devices: an INSERT … SELECT … ON CONFLICT DO NOTHING for missing pairs and a DELETE of pairs that
-are no longer wanted. Both return the group id of every row they touched, and member_count moves by
-those per-group deltas in one UPDATE. No Python loop over devices anywhere.
+Dynamic groups: the wanted (group, device) pairs are the devices in scope that are neither revoked
+nor archived, each paired with the groups whose selector (compiled by `label_selector.selector_q`)
+it matches; the devices are read once whatever the number of groups. Two statements apply it,
+whatever the number of devices: a DELETE of pairs that are no longer wanted and an INSERT … SELECT
+of the missing ones (ON CONFLICT DO NOTHING for concurrent writers). Both are anti-joins (NOT
+EXISTS), so PostgreSQL can hash either side: a `NOT IN (subquery)` too large for work_mem is
+re-scanned for every row. Both return the group id of every row they touched, and member_count
+moves by those per-group deltas in one UPDATE. No Python loop over devices anywhere.
 
 Runs inside the caller's transaction, so membership is exact at every commit.
 """
@@ -15,8 +17,10 @@ from collections import Counter
 
 from django.db import connection
 from django.db.models import (
+    BooleanField,
     Case,
     Count,
+    ExpressionWrapper,
     F,
     IntegerField,
     OuterRef,
@@ -60,17 +64,31 @@ def _prep(model, field, value):
 
 
 def _wanted(*, organization, groups, device_ids):
+    """SQL for the (gid, did) pairs the dynamic `groups` want among the devices in scope.
+
+    One group: its selector filters the devices (an index on labels can serve it). Several: the
+    devices are read once, with one boolean per group, and each group picks its rows from that
+    result, so the cost follows the number of devices, not devices x groups.
+    """
     devices = eligible_devices(organization=organization)
     if device_ids is not None:
         devices = devices.filter(id__in=device_ids)
-    parts = [
-        devices.filter(selector_q(group.selector or {}))
-        .annotate(gid=Value(group.id, output_field=UUIDField()), did=F("id"))
-        .values_list("gid", "did")
-        for group in groups
-    ]
-    combined = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    return _sql(combined)
+    if len(groups) == 1:
+        [group] = groups
+        pairs = devices.filter(selector_q(group.selector or {})).annotate(
+            gid=Value(group.id, output_field=UUIDField()), did=F("id")
+        )
+        return _sql(pairs.values_list("gid", "did"))
+    hits = {f"g{index}": _matches(group) for index, group in enumerate(groups)}
+    scan_sql, scan_params = _sql(devices.annotate(**hits).values_list("id", *hits))
+    picks = " UNION ALL ".join(f"SELECT %s AS gid, s.did AS did FROM s WHERE s.{name}" for name in hits)
+    sql = f"WITH s (did, {', '.join(hits)}) AS ({scan_sql}) {picks}"
+    return sql, [*scan_params, *(_prep(DeviceGroup, "id", group.id) for group in groups)]
+
+
+def _matches(group):
+    q = selector_q(group.selector or {})
+    return ExpressionWrapper(q, output_field=BooleanField()) if q else Value(True)
 
 
 def refresh_dynamic(*, organization, groups, device_ids=None):
@@ -95,18 +113,20 @@ def refresh_dynamic(*, organization, groups, device_ids=None):
     with connection.cursor() as cursor:
         scope_sql, scope_params = "", []
         if device_ids is not None:
-            scope_sql = f" AND device_id IN ({', '.join(['%s'] * len(device_ids))})"
+            scope_sql = f" AND m.device_id IN ({', '.join(['%s'] * len(device_ids))})"
             scope_params = [_prep(Device, "id", pk) for pk in device_ids]
         deleted = _per_group(
             cursor,
-            f"DELETE FROM {table} WHERE org_id = %s AND group_id IN ({group_marks}){scope_sql} "
-            f"AND (group_id, device_id) NOT IN (SELECT w.gid, w.did FROM ({wanted_sql}) w) RETURNING group_id",
+            f"DELETE FROM {table} AS m WHERE m.org_id = %s AND m.group_id IN ({group_marks}){scope_sql} "
+            f"AND NOT EXISTS (SELECT 1 FROM ({wanted_sql}) w WHERE w.gid = m.group_id AND w.did = m.device_id) "
+            "RETURNING group_id",
             [org_id, *group_params, *scope_params, *wanted_params],
         )
         inserted = _per_group(
             cursor,
             f"INSERT INTO {table} (org_id, group_id, device_id, reason, created_at) "
-            f"SELECT %s, w.gid, w.did, %s, %s FROM ({wanted_sql}) w WHERE true "
+            f"SELECT %s, w.gid, w.did, %s, %s FROM ({wanted_sql}) w "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE m.group_id = w.gid AND m.device_id = w.did) "
             "ON CONFLICT (group_id, device_id) DO NOTHING RETURNING group_id",
             [org_id, MembershipReason.SELECTOR, _prep(DeviceGroupMembership, "created_at", timezone.now()),
              *wanted_params],

@@ -307,6 +307,38 @@ def test_selector_edit_is_set_based(org, org_context, statements):
     assert len(captured) < 15
 
 
+def test_a_label_change_reads_the_devices_once_for_all_groups(org, org_context, statements):
+    """Re-evaluating many dynamic groups scans the devices once (not once per group), and the DELETE
+    and INSERT are anti-joins: a NOT IN (subquery) larger than work_mem is re-scanned per row."""
+    from django.db import connection
+
+    org_context(org)
+    for index in range(30):
+        DeviceFactory(organization=org, labels={"site": f"s{index % 3}"})
+    groups = [services.device_group_create(organization=org, actor=SYSTEM, name=f"s{n}", slug=f"s{n}",
+                                           selector={"match_labels": {"site": f"s{n}"}}) for n in range(3)]
+    everyone = services.device_group_create(organization=org, actor=SYSTEM, name="all", slug="all", selector={})
+    with statements() as captured:
+        result = services.devices_bulk_labels(organization=org, actor=SYSTEM, target={"selector": {}},
+                                              set_labels={"site": "s0"})
+    assert result == {"matched": 30, "changed": 20}
+    for group in [*groups, everyone]:
+        group.refresh_from_db()
+        assert members(group) == expected(group)
+    assert [g.member_count for g in groups] == [30, 0, 0] and everyone.member_count == 30
+    writes = [q for q in captured.sql if q.split()[0].upper() in ("INSERT", "DELETE", "WITH")
+              and "devicegroupmembership" in q]
+    assert len(writes) == 2
+    for sql in writes:
+        assert sql.count('FROM "devices_device"') == 1, sql[:300]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for sql in writes:
+                cursor.execute(f"EXPLAIN {sql}")
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                assert "Anti Join" in plan and "SubPlan" not in plan, plan[:2000]
+
+
 def test_static_group_rejects_a_selector(org, org_context):
     org_context(org)
     with pytest.raises(Exception) as exc:
