@@ -3,15 +3,19 @@
 Dynamic groups: the wanted (group, device) pairs are the devices in scope that are neither revoked
 nor archived, each paired with the groups whose selector (compiled by `label_selector.selector_q`)
 it matches; the devices are read once whatever the number of groups. Two statements apply it,
-whatever the number of devices: a DELETE of pairs that are no longer wanted and an INSERT … SELECT
-of the missing ones (ON CONFLICT DO NOTHING for concurrent writers). Both are anti-joins (NOT
-EXISTS), so PostgreSQL can hash either side: a `NOT IN (subquery)` too large for work_mem is
-re-scanned for every row. Both return the group id of every row they touched, and member_count
-moves by those per-group deltas in one UPDATE. No Python loop over devices anywhere.
+whatever the number of devices: a DELETE of memberships whose device no longer matches (each looks
+its device up by primary key) and an INSERT … SELECT of the missing pairs (NOT EXISTS answered by
+the unique (group, device) index; ON CONFLICT DO NOTHING for concurrent writers). Both plans stay
+linear whatever the statistics say: a `NOT IN (subquery)` too large for work_mem, or an anti-join
+against the derived wanted pairs misestimated as one row, re-scans the subquery for every row.
+Both return the group id of every row they touched, and member_count moves by those per-group
+deltas in one UPDATE. No Python loop over devices anywhere.
 
 Runs inside the caller's transaction, so membership is exact at every commit.
 """
 
+import functools
+import operator
 import uuid
 from collections import Counter
 
@@ -20,16 +24,19 @@ from django.db.models import (
     BooleanField,
     Case,
     Count,
+    Exists,
     ExpressionWrapper,
     F,
     IntegerField,
     OuterRef,
+    Q,
     Subquery,
     UUIDField,
     Value,
     When,
 )
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from fleet.tenancy.models import Organization
@@ -91,6 +98,22 @@ def _matches(group):
     return ExpressionWrapper(q, output_field=BooleanField()) if q else Value(True)
 
 
+def _unwanted(*, organization, groups, device_ids):
+    """SQL for the ids of memberships of `groups` whose device is no longer eligible or no longer
+    matches its group's selector. Each membership looks its device up by primary key, so the plan
+    stays linear whatever the statistics estimate (an anti-join against the wanted pairs became a
+    nested loop over both sets when a fresh table was estimated at one row)."""
+    still_matches = functools.reduce(operator.or_, [
+        Q(Exact(OuterRef("group_id"), Value(group.id, output_field=UUIDField()))) & selector_q(group.selector or {})
+        for group in groups
+    ])
+    device = eligible_devices(organization=organization).filter(Q(id=OuterRef("device_id")) & still_matches)
+    rows = DeviceGroupMembership.objects.filter(organization=organization, group_id__in=[group.id for group in groups])
+    if device_ids is not None:
+        rows = rows.filter(device_id__in=device_ids)
+    return _sql(rows.filter(~Exists(device)).order_by().values("id"))
+
+
 def refresh_dynamic(*, organization, groups, device_ids=None):
     """Bring the memberships of dynamic `groups` up to date for `device_ids` (None: every device).
 
@@ -106,30 +129,19 @@ def refresh_dynamic(*, organization, groups, device_ids=None):
         if len(device_ids) > ID_LIST_MAX:
             device_ids = None
     table = connection.ops.quote_name(DeviceGroupMembership._meta.db_table)
+    unwanted_sql, unwanted_params = _unwanted(organization=organization, groups=groups, device_ids=device_ids)
     wanted_sql, wanted_params = _wanted(organization=organization, groups=groups, device_ids=device_ids)
-    org_id = _prep(DeviceGroupMembership, "organization", organization.id)
-    group_params = [_prep(DeviceGroup, "id", group.id) for group in groups]
-    group_marks = ", ".join(["%s"] * len(group_params))
     with connection.cursor() as cursor:
-        scope_sql, scope_params = "", []
-        if device_ids is not None:
-            scope_sql = f" AND m.device_id IN ({', '.join(['%s'] * len(device_ids))})"
-            scope_params = [_prep(Device, "id", pk) for pk in device_ids]
-        deleted = _per_group(
-            cursor,
-            f"DELETE FROM {table} AS m WHERE m.org_id = %s AND m.group_id IN ({group_marks}){scope_sql} "
-            f"AND NOT EXISTS (SELECT 1 FROM ({wanted_sql}) w WHERE w.gid = m.group_id AND w.did = m.device_id) "
-            "RETURNING group_id",
-            [org_id, *group_params, *scope_params, *wanted_params],
-        )
+        deleted = _per_group(cursor, f"DELETE FROM {table} WHERE id IN ({unwanted_sql}) RETURNING group_id", unwanted_params)
+        # The wanted pairs are the outer side; the unique (group, device) index answers NOT EXISTS.
         inserted = _per_group(
             cursor,
             f"INSERT INTO {table} (org_id, group_id, device_id, reason, created_at) "
             f"SELECT %s, w.gid, w.did, %s, %s FROM ({wanted_sql}) w "
             f"WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE m.group_id = w.gid AND m.device_id = w.did) "
             "ON CONFLICT (group_id, device_id) DO NOTHING RETURNING group_id",
-            [org_id, MembershipReason.SELECTOR, _prep(DeviceGroupMembership, "created_at", timezone.now()),
-             *wanted_params],
+            [_prep(DeviceGroupMembership, "organization", organization.id), MembershipReason.SELECTOR,
+             _prep(DeviceGroupMembership, "created_at", timezone.now()), *wanted_params],
         )
     deltas = Counter(inserted)
     deltas.subtract(deleted)
