@@ -19,6 +19,7 @@ from .models import (
 REPORTING = (AssignmentStatus.INSTALLED, AssignmentStatus.ACTIVE, AssignmentStatus.FAILED)
 
 LIVE_STATUS_VALUES = [status.value for status in LIVE_STATUSES]
+
 # One device's live assignments with deployment, capability, variant, model and app: every
 # desired-state poll and sync runs it, so it is precompiled (fleet.db).
 DEVICE_ASSIGNMENTS_READ = JoinedRead(
@@ -28,8 +29,8 @@ DEVICE_ASSIGNMENTS_READ = JoinedRead(
     Table("v", ModelVariant, on="v.id = d.variant_id"),
     Table("m", CatalogModel, on="m.id = v.model_id"),
     Table("app", App, on="app.id = d.app_id", outer=True),
-    where=f"a.org_id = %s AND a.device_id = %s AND a.in_rollout AND d.status IN ({', '.join(['%s'] * len(LIVE_STATUSES))})",
-    params=[("a", "organization"), ("a", "device"), *[("d", "status")] * len(LIVE_STATUSES)],
+    where=f"a.org_id = %s AND a.device_id = %s AND a.in_rollout AND d.status IN ({', '.join(['%s'] * len(LIVE_STATUS_VALUES))})",
+    params=[("a", "organization"), ("a", "device"), *[("d", "status")] * len(LIVE_STATUS_VALUES)],
 )
 
 
