@@ -229,6 +229,19 @@ class RoutingBatchSerializer(StrictSerializer):
                                    help_text=f"Up to {MAX_BATCH} events (RoutingEventInput objects).")
 
 
+# The request body as documented: the batch object, or its events as a bare array (both accepted).
+_EVENTS_ARRAY = {"type": "array", "items": {"type": "object", "additionalProperties": {}}, "minItems": 1,
+                 "maxItems": MAX_BATCH}
+ROUTING_BATCH_SCHEMA = {
+    "oneOf": [
+        {"type": "object", "properties": {"events": {**_EVENTS_ARRAY, "description": f"Up to {MAX_BATCH} events "
+                                                      "(RoutingEventInput objects)."}},
+         "required": ["events"], "additionalProperties": False},
+        {**_EVENTS_ARRAY, "description": "The events alone."},
+    ]
+}
+
+
 class ItemErrorSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

@@ -204,7 +204,7 @@ class RoutingEventsView(OrgScopedAPIView):
 
     @extend_schema(
         operation_id="routing_events_create",
-        request=s.RoutingBatchSerializer,
+        request={"application/json": s.ROUTING_BATCH_SCHEMA},
         responses={202: s.RoutingIngestResultSerializer, 413: ErrorSerializer},
         description="Up to 1000 events per batch, as {\"events\": [RoutingEventInput…]} (a bare JSON array is "
         "accepted too). Valid events are stored; invalid ones are listed in `errors` by index.",

@@ -244,6 +244,9 @@ class DeviceHeartbeatView(DeviceFacingMixin, OrgScopedAPIView):
 
     @extend_schema(
         operation_id="devices_heartbeat",
+        description="Report that the device is alive, with its status, metrics, agent version and signed-in "
+        "users (each optional). The answer gives the interval until the next heartbeat and carries directives "
+        "and a pending training round when any wait for the device.",
         parameters=[DEVICE_PARAM],
         request=s.HeartbeatSerializer,
         responses={200: s.HeartbeatResponseSerializer, 409: ErrorSerializer},
