@@ -36,6 +36,7 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
             label=device.device_id,
             device=device,
             extra={"device_token": token},
+            rate_key=services.device_token_rate_key(secret_hash=token.secret_hash),
         )
         return AnonymousUser(), principal
 

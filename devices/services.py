@@ -153,6 +153,12 @@ def device_token_authenticate(*, secret):
     return token
 
 
+def device_token_rate_key(*, secret_hash):
+    """What rate limits count for a device token: the token, known from its hash before any query
+    (a device has one live token, so this is per device)."""
+    return secret_hash[:32]
+
+
 def device_token_needs_touch(*, token, now=None):
     return credential_touch_due(row=token, now=now or timezone.now())
 

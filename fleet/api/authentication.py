@@ -36,6 +36,7 @@ class Principal:
     api_key: Any = None
     device: Any = None
     extra: dict = field(default_factory=dict)
+    rate_key: str = ""  # what rate limits count, when not credential_id (devices: per token)
 
     @property
     def actor(self):

@@ -47,13 +47,14 @@ def parse_rate(rate):
     return int(count), int(seconds or 60)
 
 
-class CredentialRateThrottle(BaseThrottle):
-    def allow_request(self, request, view):
-        principal = request.auth if isinstance(request.auth, Principal) else None
-        if principal is not None:
-            scope, ident = principal.kind, principal.credential_id
-        else:
-            scope, ident = "anonymous", self.get_ident(request)
+def admit(request, *, view, scope, ident):
+    """Count `request` against the limit of credential `ident` of kind `scope`, once per request.
+
+    Returns (allowed, seconds until the window ends). A request counted by the steady heartbeat
+    (devices.api.views) that then takes the full path keeps its verdict instead of counting twice.
+    """
+    verdict = getattr(request, "rate_verdict", None)
+    if verdict is None:
         # A credential kind without its own limit gets the anonymous one: nothing goes unthrottled.
         rate = (
             getattr(view, "rate_limits", {}).get(scope)
@@ -63,8 +64,19 @@ class CredentialRateThrottle(BaseThrottle):
         limit, window = parse_rate(rate)
         now = time.time()
         count = hit(f"ratelimit:{scope}:{ident}:{int(now // window)}", window)
-        self._wait = window - (now % window)
-        return count <= limit
+        verdict = request.rate_verdict = (count <= limit, window - (now % window))
+    return verdict
+
+
+class CredentialRateThrottle(BaseThrottle):
+    def allow_request(self, request, view):
+        principal = request.auth if isinstance(request.auth, Principal) else None
+        if principal is not None:
+            scope, ident = principal.kind, principal.rate_key or principal.credential_id
+        else:
+            scope, ident = "anonymous", self.get_ident(request)
+        allowed, self._wait = admit(request, view=view, scope=scope, ident=ident)
+        return allowed
 
     def wait(self):
         return self._wait
