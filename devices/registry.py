@@ -68,10 +68,15 @@ def unregister(fn):
             registry.remove(fn)
 
 
+def quiet_heartbeat():
+    """The contributions to the heartbeat of a device not flagged for attention: nothing to do."""
+    return {"directives": [], "pending_round_id": None, "message": None}
+
+
 def heartbeat_contributions(*, device, organization):
     """Providers run only for a device flagged with `attention` (see devices.services.devices_attention);
     when they find nothing, the flag is cleared unless it was bumped again meanwhile."""
-    result = {"directives": [], "pending_round_id": None, "message": None}
+    result = quiet_heartbeat()
     if not device.attention:
         return result
     for provider in _heartbeat_providers:

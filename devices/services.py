@@ -33,10 +33,10 @@ from .models import (
     STALE_FACTOR,
     Connectivity,
     Device,
-    DeviceStatus,
-    DeviceToken,
     DeviceGroup,
     DeviceGroupMembership,
+    DeviceStatus,
+    DeviceToken,
     DeviceUser,
     EndUser,
     GroupKind,
@@ -488,6 +488,68 @@ def device_heartbeat(
             device=device, actor=actor, verb="device.status_changed", data={"from": previous_status, "to": new_status}
         )
     return device
+
+
+# The steady state: most heartbeats come from an online device that repeats its status, not flagged
+# for attention. For them the heartbeat only moves last_heartbeat and its deadlines and stores the
+# metrics, so authentication and the write can travel together.
+STEADY_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE)
+
+
+@functools.cache
+def _steady_heartbeat_sql():
+    device = connection.ops.quote_name(Device._meta.db_table)
+    token = connection.ops.quote_name(DeviceToken._meta.db_table)
+    return f"""
+        WITH token AS (
+            SELECT id, device_id FROM {token} WHERE secret_hash = %(secret_hash)s AND revoked_at IS NULL
+        ), touch AS (
+            UPDATE {token} SET last_used_at = %(now)s
+            WHERE id IN (SELECT id FROM token) AND (last_used_at IS NULL OR last_used_at <= %(touch_before)s)
+        )
+        UPDATE {device} AS d SET
+            last_heartbeat = %(now)s,
+            stale_at = %(now)s + interval '1 second' * (%(stale_factor)s * d.heartbeat_interval_s),
+            offline_at = %(now)s + interval '1 second' * (%(offline_factor)s * d.heartbeat_interval_s),
+            last_metrics = %(metrics)s
+        FROM token
+        WHERE d.id = token.device_id
+          AND (d.device_id = %(device_ref)s OR d.id = %(device_uuid)s::uuid)
+          AND d.status IN (%(active)s, %(inactive)s) AND d.status = COALESCE(%(status)s::text, d.status)
+          AND d.connectivity_status = %(online)s AND d.attention = 0
+          AND (%(agent_version)s::text IS NULL OR d.agent_version = %(agent_version)s::text)
+        RETURNING d.status, d.heartbeat_interval_s
+    """
+
+
+@transaction.atomic(savepoint=False)  # the request's transaction: the full path continues in it
+def device_heartbeat_steady(*, secret_hash, device_ref, now, status=None, metrics=None, agent_version=None):
+    """A steady-state heartbeat in two statements (PostgreSQL): the credential function and one UPDATE.
+    The UPDATE checks the token (live, this device's), touches it when due, and writes only
+    if the heartbeat would change nothing but last_heartbeat, its deadlines and the metrics, exactly
+    as device_heartbeat would. Returns (status, heartbeat_interval_s), or None when device_heartbeat
+    must run: any other database, a transition, an unknown token or device (nothing written then but
+    the token's last-used time, in the same transaction).
+    """
+    if not rls.is_postgres():
+        return None
+    try:
+        device_uuid = uuid.UUID(device_ref)
+    except ValueError:
+        device_uuid = None
+    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
+    params = {
+        "secret_hash": secret_hash, "now": now, "touch_before": now - resolution,
+        "stale_factor": STALE_FACTOR, "offline_factor": OFFLINE_FACTOR,
+        "metrics": Device._meta.get_field("last_metrics").get_db_prep_save(metrics or {}, connection),
+        "device_ref": device_ref, "device_uuid": device_uuid, "active": DeviceStatus.ACTIVE.value,
+        "inactive": DeviceStatus.INACTIVE.value, "status": status, "online": Connectivity.ONLINE.value,
+        "agent_version": agent_version,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(*rls.credential_statement(table=DeviceToken._meta.db_table, secret_hash=secret_hash))
+        cursor.execute(_steady_heartbeat_sql(), params)
+        return cursor.fetchone()
 
 
 def _users_seen(*, device, users, now):

@@ -1,9 +1,11 @@
 """Thin views: resolve the device (404 first), validate input, call a service, render output."""
 
+import json
 import uuid
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils import timezone
 from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -11,15 +13,20 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from fleet.api import throttling
+from fleet.api.authentication import bearer_token
 from fleet.api.errors import ErrorSerializer
-from fleet.errors import PayloadTooLarge
 from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, is_uuid, validated
+from fleet.errors import Invalid, PayloadTooLarge
+from fleet.tenancy import credentials
 from fleet.tenancy.models import Role
 
-from .. import registry, selectors, services
-from ..models import Device, DeviceGroup
+from .. import registry, selectors, services, validation
+from ..models import Connectivity, Device, DeviceGroup, DeviceToken
+from ..services import STEADY_STATUSES
 from . import serializers as s
 from .filters import DeviceFilter
 from .parsers import JpegParser
@@ -235,12 +242,96 @@ class DeviceUsersView(DeviceLookupMixin, OrgScopedAPIView):
         )
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")  # as DRF's strict JSON parser
+
+
+def _steady_input(request, *, limit):
+    """The heartbeat's fields, if the full path would accept the body exactly as sent: a small JSON
+    object with status, metrics and agent_version at most (users take the full path). None otherwise:
+    the full path then answers, with its errors."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length == 0:
+        return {}
+    if length > limit or request.content_type != "application/json":
+        return None
+    if request.content_params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+        return None
+    try:
+        body = json.loads(request.body.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or "users" in body:
+        return None
+    data = {}
+    if "status" in body:
+        if body["status"] not in STEADY_STATUSES:
+            return None
+        data["status"] = body["status"]
+    if "metrics" in body:
+        try:
+            data["metrics"] = validation.validate_metrics(body["metrics"])
+        except Invalid:
+            return None
+    if "agent_version" in body:
+        version = body["agent_version"]
+        # What the serializer keeps as is: a printable string of at most 64 characters, not padded.
+        if not (isinstance(version, str) and 0 < len(version) <= 64 and version == version.strip()
+                and version.isprintable()):
+            return None
+        data["agent_version"] = version
+    return data
+
+
 class DeviceHeartbeatView(DeviceFacingMixin, OrgScopedAPIView):
-    """Hot path: credential function + token/device select + one UPDATE."""
+    """Hot path. The steady state (an online device repeating itself) takes two statements, without
+    DRF's machinery; every other heartbeat, errors included, takes the full path: credential
+    function + token/device select + one UPDATE."""
 
     serializer_class = s.HeartbeatResponseSerializer
     defers_device_token_touch = True  # folded into the heartbeat's UPDATE
     max_body_bytes = 256 * 1024  # 50 users and 37 metrics fit many times over
+    steady_accept = ("", "*/*", "application/json")  # anything else is content negotiation: full path
+
+    def dispatch(self, request, *args, **kwargs):
+        response = self.steady(request, device_ref=kwargs["device"])
+        if response is None:
+            response = super().dispatch(request, *args, **kwargs)
+        return response
+
+    def steady(self, request, *, device_ref):
+        """The steady-state heartbeat (services.device_heartbeat_steady), or None for the full path."""
+        if (request.method != "PUT" or request.META.get("QUERY_STRING")
+                or request.META.get("HTTP_ACCEPT", "") not in self.steady_accept):
+            return None
+        secret = bearer_token(request)
+        if secret is None or not credentials.is_well_formed(secret=secret, prefix=DeviceToken.PREFIX):
+            return None
+        data = _steady_input(request, limit=self.max_body_bytes)
+        if data is None:
+            return None
+        secret_hash = credentials.hash_secret(secret)
+        rate_key = services.device_token_rate_key(secret_hash=secret_hash)
+        allowed, _ = throttling.admit(request, view=self, scope="device", ident=rate_key)
+        if not allowed:
+            return None  # the full path answers 429 from the same count
+        now = timezone.now()
+        row = services.device_heartbeat_steady(secret_hash=secret_hash, device_ref=device_ref, now=now, **data)
+        if row is None:
+            return None
+        status_value, interval = row
+        body = {
+            "status": status_value,
+            "last_heartbeat": now,
+            "connectivity_status": Connectivity.ONLINE,
+            "next_heartbeat_in_s": interval,
+            **registry.quiet_heartbeat(),
+        }
+        return HttpResponse(JSONRenderer().render(body), content_type="application/json",
+                            headers=self.default_response_headers)
 
     @extend_schema(
         operation_id="devices_heartbeat",

@@ -19,6 +19,18 @@ def beat(client, device_ref, body=None):
     return client.put(f"/api/v1/devices/{device_ref}/heartbeat", body or {}, format="json")
 
 
+def steady(client, device_ref):
+    """Two heartbeats: the device is then online and its attention flag cleared, so its next
+    heartbeat is a steady one (the steady path on PostgreSQL)."""
+    for _ in range(2):
+        assert beat(client, device_ref, {"status": "active"}).status_code == 200
+
+
+def is_steady(captured):
+    """The statements of one heartbeat were the steady path's: the credential function and one UPDATE."""
+    return len(captured) == 2 and captured.sql[1].lstrip().startswith("WITH token AS")
+
+
 def events(verb):
     with rls.bypass(reason="test"):
         return list(ActivityEvent.objects.filter(verb=verb))
@@ -68,12 +80,15 @@ def test_heartbeat_replay_is_idempotent_and_records_transitions_only(device, dcl
 def test_device_token_cannot_touch_another_device(org, other_org, device, dclient):
     other = registered_device(org)
     foreign = registered_device(other_org)
+    steady(dclient, device.device_id)  # the steady path checks the device too
+    steady(device_client(other), other.device_id)
     for ref in (other.device_id, str(other.id), foreign.device_id, str(foreign.id), "nope"):
         response = beat(dclient, ref, {"status": "inactive"})
         assert response.status_code == 404, ref
         assert dclient.get(f"/api/v1/devices/{ref}/health").status_code == 404
         assert dclient.post(f"/api/v1/devices/{ref}/frames", b"x", content_type="image/jpeg").status_code == 404
     assert fresh(other).status == "active"
+    assert fresh(other).last_metrics == {} and fresh(device).status == "active"
 
 
 def test_device_token_is_limited_to_device_endpoints(device, dclient):
@@ -91,6 +106,7 @@ def test_broken_unknown_and_revoked_tokens_get_the_same_401(device, dclient, cli
     assert response.status_code == 401
     assert len(captured) == 0  # checksum rejected before any query
     unknown = registered_device(device.organization).secret
+    steady(dclient, device.device_id)  # a token revoked while its device is steady
     with rls.bypass(reason="test"):
         DeviceToken.objects.all().update(revoked_at=timezone.now())
     for secret in (unknown, device.secret):
@@ -134,10 +150,38 @@ def test_heartbeat_rejects_bad_input(device, dclient, body, field):
     assert response.status_code == 400, response.json()
     assert field in response.json()["fields"], response.json()
     assert fresh(device).last_heartbeat is None
+    steady(dclient, device.device_id)  # the steady path must refuse it as well
+    before = fresh(device).last_heartbeat
+    response = beat(dclient, device.device_id, body)
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["fields"], response.json()
+    assert fresh(device).last_heartbeat == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status"),
+    [
+        (b'{"status": "active", "metrics": {"temperature_c": NaN}}', "application/json", 400),
+        (b'{"status": "active"', "application/json", 400),
+        (b'["active"]', "application/json", 400),
+        (b'{"status": null}', "application/json", 400),
+        (b'{"agent_version": ""}', "application/json", 400),
+        ('{"status": "active"}'.encode("utf-16"), "application/json", 400),
+        (b'{"status": "active"}', "text/plain", 415),
+    ],
+)
+def test_steady_heartbeat_leaves_malformed_bodies_to_the_full_path(device, dclient, raw, content_type, status):
+    steady(dclient, device.device_id)
+    before = fresh(device).last_heartbeat
+    response = dclient.generic("PUT", f"/api/v1/devices/{device.device_id}/heartbeat", raw, content_type=content_type)
+    assert response.status_code == status, response.content
+    assert set(response.json()) == {"error", "message", "fields"}
+    assert fresh(device).last_heartbeat == before
 
 
 def test_heartbeat_query_count(device, dclient, statements):
-    """Authentication included: credential function + token/device select + one UPDATE.
+    """Authentication included. A steady heartbeat (PostgreSQL): the credential function and one
+    UPDATE. The full path: credential function + token/device select + one UPDATE.
 
     Providers registered by other apps (deployments' directives, training rounds) are all installed;
     they run only for a device flagged with `attention`, so an ordinary heartbeat adds nothing."""
@@ -152,15 +196,87 @@ def test_heartbeat_query_count(device, dclient, statements):
             response = beat(dclient, device.device_id, {"status": "active", "metrics": METRICS})
         assert response.status_code == 200
         # The request's own transaction (ATOMIC_REQUESTS) is a SAVEPOINT inside the test's transaction
-        # (BEGIN/COMMIT in production); the service adds no savepoint of its own.
+        # (BEGIN/COMMIT in production); the services add no savepoint of their own.
         assert len(captured.transaction_control) == 2, captured.transaction_control
         if connection.vendor == "postgresql":
-            assert len(captured) == 3, captured.sql
+            assert is_steady(captured), captured.sql
         else:
             assert len(captured) <= 3, captured.sql
     with rls.bypass(reason="test"):
         token = DeviceToken.objects.get(device=device, revoked_at__isnull=True)
     assert token.last_used_at > timezone.now() - timedelta(minutes=1)
+    # A transition (the status changes): the steady attempt writes nothing, then the full path's three
+    # statements and the transition's activity event.
+    with statements() as captured:
+        assert beat(dclient, device.device_id, {"status": "inactive"}).status_code == 200
+    if connection.vendor == "postgresql":
+        assert len(captured) == 2 + 3 + 1, captured.sql
+    else:
+        assert len(captured) <= 3 + 1, captured.sql
+
+
+def test_steady_and_full_heartbeats_answer_alike(device, dclient, statements):
+    """The same heartbeat through the steady path and through the full one (any query string takes
+    the full path): same body, same headers, same row."""
+    from django.db import connection
+
+    steady(dclient, device.device_id)
+    body = {"status": "active", "metrics": METRICS, "agent_version": "1.2.3"}
+    assert beat(dclient, device.device_id, body).status_code == 200  # the agent version is a change: full path
+    answers, rows = [], []
+    for path in (f"/api/v1/devices/{device.device_id}/heartbeat", f"/api/v1/devices/{device.device_id}/heartbeat?full"):
+        with statements() as captured:
+            response = dclient.put(path, body, format="json")
+        assert response.status_code == 200
+        assert is_steady(captured) == (connection.vendor == "postgresql" and "?" not in path)
+        answers.append(response)
+        row = fresh(device)
+        rows.append(row)
+    steady_answer, full_answer = answers
+    assert {**steady_answer.json(), "last_heartbeat": None} == {**full_answer.json(), "last_heartbeat": None}
+    assert steady_answer.json()["last_heartbeat"].endswith("Z")
+    for header in ("Content-Type", "Allow", "Vary"):
+        assert steady_answer.get(header) == full_answer.get(header), header
+    for row in rows:
+        assert row.last_metrics == METRICS and row.agent_version == "1.2.3" and row.status == "active"
+        assert row.stale_at - row.last_heartbeat == timedelta(seconds=2 * row.heartbeat_interval_s)
+        assert row.offline_at - row.last_heartbeat == timedelta(seconds=10 * row.heartbeat_interval_s)
+    assert rows[0].updated_at == rows[1].updated_at
+
+
+def test_transitions_take_the_full_path(device, dclient):
+    """What the steady path must not swallow: coming back online, a status change, a new agent version."""
+    steady(dclient, device.device_id)
+    with rls.bypass(reason="test"):
+        Device.objects.filter(pk=device.pk).update(connectivity_status=Connectivity.OFFLINE)
+    assert beat(dclient, device.device_id, {"status": "active"}).json()["connectivity_status"] == "online"
+    assert sorted(e.data["from"] for e in events("device.came_online")) == ["never_seen", "offline"]
+
+    assert beat(dclient, device.device_id, {"status": "inactive"}).json()["status"] == "inactive"
+    assert len(events("device.status_changed")) == 1
+    updated = fresh(device).updated_at
+    assert beat(dclient, device.device_id, {"agent_version": "2.0.0"}).status_code == 200
+    row = fresh(device)
+    assert row.agent_version == "2.0.0" and row.updated_at > updated and row.status == "inactive"
+
+
+@pytest.mark.usefixtures("rate_window")
+def test_both_paths_count_against_one_limit_once(device, dclient, settings):
+    """A device's limit counts its token's requests whichever path answers them, and a request the
+    steady path counted and then handed to the full path is counted once."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "device": "4/60"}
+    steady(dclient, device.device_id)  # 2: the full path, then the steady one
+    with rls.bypass(reason="test"):  # 3: the steady path counts it, finds a transition, hands it over
+        Device.objects.filter(pk=device.pk).update(connectivity_status=Connectivity.OFFLINE)
+    assert beat(dclient, device.device_id).status_code == 200
+    assert beat(dclient, device.device_id).status_code == 200  # 4
+    response = beat(dclient, device.device_id)
+    assert response.status_code == 429 and response.json()["error"] == "rate_limited"
+    assert 1 <= int(response["Retry-After"]) <= 60
+    cache.clear()
 
 
 def test_heartbeat_users(org, device, dclient, client_a):

@@ -109,13 +109,18 @@ def credential_org_id(*, table, secret_hash):
         return None
     _require_transaction()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config(%s, COALESCE(fleet_credential_org(%s, %s)::text, ''), true)",
-            [ORG_SETTING, table, secret_hash],
-        )
+        cursor.execute(*credential_statement(table=table, secret_hash=secret_hash))
         org_id = cursor.fetchone()[0] or None
     _current_org_ids.set((org_id,) if org_id else ())
     return org_id
+
+
+def credential_statement(*, table, secret_hash):
+    """The statement of credential_org_id, for a hot path that runs it without reading its result."""
+    return (
+        "SELECT set_config(%s, COALESCE(fleet_credential_org(%s, %s)::text, ''), true)",
+        [ORG_SETTING, table, secret_hash],
+    )
 
 
 class EnableRowLevelSecurity(Operation):
