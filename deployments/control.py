@@ -113,7 +113,7 @@ def _drift(*, winners, observed):
     return drifted
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # hot path (syncs that report): joins the request's transaction
 def observed_state_apply(*, device, organization, actor, revision, models, now=None):
     """Record what the device runs: assignment statuses, drift (with start/end events).
     A report older than one already applied changes nothing."""
@@ -217,7 +217,7 @@ def commands_expire(*, now=None):
 
 
 # --- sync --------------------------------------------------------------------------------------------------
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # hot path (every poll): joins the request's transaction, no SAVEPOINT
 def device_sync(*, device, organization, actor, known_revision=None, observed_state=None, inventory=None,
                 acked_directives=None, now=None):
     """Seed 000's unified call: report, acknowledge, and receive desired state and directives."""

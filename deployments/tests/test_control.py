@@ -147,10 +147,14 @@ def test_hot_paths_run_a_fixed_number_of_queries(org, rolled_out, django_assert_
                                     targeting={"device_ids": [str(device.id)]}, strategy={"type": "all_at_once"})
             services.deployment_start(deployment=dep, actor=SYSTEM)
     client.get(f"/api/v1/devices/{device.id}/desired-state")
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(10) as desired:
         client.get(f"/api/v1/devices/{device.id}/desired-state")
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(12) as synced:
         client.post(f"/api/v1/devices/{device.id}/sync", {"known_revision": 1}, format="json")
+    # No savepoint of their own: only the request's transaction (a savepoint inside the test's).
+    for captured in (desired, synced):
+        savepoints = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SAVEPOINT")]
+        assert len(savepoints) == 1, savepoints
 
 
 def test_failures_reported_through_observed_state_roll_the_stage_back(org, register):
