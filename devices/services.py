@@ -492,7 +492,7 @@ def device_heartbeat(
 
 # The steady state: most heartbeats come from an online device that repeats its status, not flagged
 # for attention. For them the heartbeat only moves last_heartbeat and its deadlines and stores the
-# metrics, so authentication and the write can travel together.
+# metrics, so one UPDATE joining the token can both authenticate and write.
 STEADY_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE)
 
 
