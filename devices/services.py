@@ -55,6 +55,7 @@ INVENTORY_FIELDS = (
     "extensions",
 )
 PATCHABLE_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE, DeviceStatus.ARCHIVED)
+HEARTBEAT_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE)  # what a device may report of itself
 FRAME_EVENT_EVERY = timedelta(hours=1)
 JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"
@@ -490,10 +491,9 @@ def device_heartbeat(
     return device
 
 
-# The steady state: most heartbeats come from an online device that repeats its status, not flagged
-# for attention. For them the heartbeat only moves last_heartbeat and its deadlines and stores the
-# metrics, so one UPDATE joining the token can both authenticate and write.
-STEADY_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.INACTIVE)
+# The steady state: most heartbeats come from an online device that repeats its status (one of
+# HEARTBEAT_STATUSES), not flagged for attention. For them the heartbeat only moves last_heartbeat and
+# its deadlines and stores the metrics, so one UPDATE joining the token can both authenticate and write.
 
 
 @functools.cache
@@ -515,7 +515,7 @@ def _steady_heartbeat_sql():
         FROM token
         WHERE d.id = token.device_id
           AND (d.device_id = %(device_ref)s OR d.id = %(device_uuid)s::uuid)
-          AND d.status IN (%(active)s, %(inactive)s) AND d.status = COALESCE(%(status)s::text, d.status)
+          AND d.status = ANY(%(reportable)s) AND d.status = COALESCE(%(status)s::text, d.status)
           AND d.connectivity_status = %(online)s AND d.attention = 0
           AND (%(agent_version)s::text IS NULL OR d.agent_version = %(agent_version)s::text)
         RETURNING d.status, d.heartbeat_interval_s
@@ -542,8 +542,9 @@ def device_heartbeat_steady(*, secret_hash, device_ref, now, status=None, metric
         "secret_hash": secret_hash, "now": now, "touch_before": now - resolution,
         "stale_factor": STALE_FACTOR, "offline_factor": OFFLINE_FACTOR,
         "metrics": Device._meta.get_field("last_metrics").get_db_prep_save(metrics or {}, connection),
-        "device_ref": device_ref, "device_uuid": device_uuid, "active": DeviceStatus.ACTIVE.value,
-        "inactive": DeviceStatus.INACTIVE.value, "status": status, "online": Connectivity.ONLINE.value,
+        "device_ref": device_ref, "device_uuid": device_uuid,
+        "reportable": [value.value for value in HEARTBEAT_STATUSES], "status": status,
+        "online": Connectivity.ONLINE.value,
         "agent_version": agent_version,
     }
     with connection.cursor() as cursor:

@@ -24,7 +24,7 @@ from ..models import (
     GroupKind,
     Platform,
 )
-from ..services import PATCHABLE_STATUSES
+from ..services import HEARTBEAT_STATUSES, PATCHABLE_STATUSES
 
 BROWSERS = ("chrome", "edge", "firefox")
 
@@ -166,7 +166,7 @@ class HeartbeatUserSerializer(serializers.Serializer):
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=[DeviceStatus.ACTIVE, DeviceStatus.INACTIVE], required=False)
+    status = serializers.ChoiceField(choices=HEARTBEAT_STATUSES, required=False)
     metrics = MetricsField(required=False)
     agent_version = StrictCharField(max_length=64, required=False)
     users = serializers.ListField(child=HeartbeatUserSerializer(), max_length=50, required=False)

@@ -26,7 +26,6 @@ from fleet.tenancy.models import Role
 
 from .. import registry, selectors, services, validation
 from ..models import Connectivity, Device, DeviceGroup, DeviceToken
-from ..services import STEADY_STATUSES
 from . import serializers as s
 from .filters import DeviceFilter
 from .parsers import JpegParser
@@ -268,7 +267,7 @@ def _steady_input(request, *, limit):
         return None
     data = {}
     if "status" in body:
-        if body["status"] not in STEADY_STATUSES:
+        if body["status"] not in services.HEARTBEAT_STATUSES:
             return None
         data["status"] = body["status"]
     if "metrics" in body:
