@@ -57,6 +57,27 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("!", "Redis tests were SKIPPED: REDIS_URL is not set", red=True)
 
 
+@pytest.fixture(autouse=True)
+def _desired_bump_per_statement(request):
+    """A test that is not transactional never commits, so the desired-state generation, increased at
+    commit (deployments.freshness), would never move: inside such a test it moves at the end of each
+    statement instead. Transactional tests keep the production timing."""
+    if not IS_POSTGRES:
+        return
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None and "db" not in request.fixturenames:
+        return
+    if (marker and marker.kwargs.get("transaction")) or "transactional_db" in request.fixturenames:
+        return
+    from django.db import connection
+
+    from deployments.freshness import BUMP_CONSTRAINT
+
+    request.getfixturevalue("db")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET CONSTRAINTS {BUMP_CONSTRAINT} IMMEDIATE")
+
+
 @pytest.fixture
 def org_context(db):
     """Make an organization current for direct service/selector calls in a test."""

@@ -4,22 +4,27 @@ Each function runs a fixed number of queries however many deployments exist: win
 come from one query, slots and inference configs from one each, the per-device state row from one.
 """
 
+import functools
 import hashlib
 import json
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apps_catalog.models import CapabilitySlot, InferenceConfig
 from devices import registry as device_registry
 from devices import services as device_services
+from devices.models import Device, DeviceStatus
 from fleet.activity import services as activity
 from fleet.db import JoinedRead, Table
 from fleet.errors import Invalid
+from fleet.tenancy import rls
 
-from .models import AssignmentStatus, CommandStatus, DeviceAssignment, DeviceCommand, DeviceState
+from .models import AssignmentStatus, CommandStatus, DesiredGeneration, DeviceAssignment, DeviceCommand, DeviceState
 from .selectors import winning_assignments
 
 COMMAND_TTL_DEFAULT_S = 3600
@@ -70,29 +75,96 @@ def _content(*, device, organization, winners):
     }
 
 
-STATE_READ = JoinedRead(Table("s", DeviceState), where="s.device_id = %s", params=[("s", "device")])  # every poll
+# Every poll. The organization's generation is read here, before any input of the content: a change
+# committed after this read leaves the stored generation behind (deployments.freshness).
+STATE_READ = JoinedRead(
+    Table("s", DeviceState),
+    Table("g", DesiredGeneration, on="g.org_id = s.org_id", outer=True),
+    where="s.device_id = %s",
+    params=[("s", "device")],
+)
+
+
+def device_fingerprint(device):
+    """The device's own inputs of its desired state; _steady_sql computes the same from the row."""
+    return f"{device.heartbeat_interval_s}:{device.platform}"
 
 
 def _state(*, device, organization):
-    state = next((row for row, in STATE_READ.fetch([device.id])), None)
-    if state is None:
+    """(state row, the organization's generation), the generation read first."""
+    row = next(iter(STATE_READ.fetch([device.id])), None)
+    if row is None:  # the device's first poll
+        stored = DesiredGeneration.objects.filter(organization=organization).values_list("value", flat=True)
+        generation = stored.first() or 0
         state, _ = DeviceState.objects.get_or_create(device=device, defaults={"organization": organization})
-    return state
+        return state, generation
+    state, generation = row
+    return state, generation.value if generation else 0
 
 
 @transaction.atomic(savepoint=False)  # hot path (every poll): joins the request's transaction, no SAVEPOINT
 def desired_state(*, device, organization, now=None):
     """(desired state dict, winners, state row). The revision increases only when content changes."""
+    state, generation = _state(device=device, organization=organization)
     winners = winning_assignments(organization=organization, device_ids=[device.id]).get(device.id, [])
     content = _content(device=device, organization=organization, winners=winners)
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    state = _state(device=device, organization=organization)
+    changed = {}
     if state.content_hash != digest:
-        state.revision += 1
-        state.content_hash = digest
-        DeviceState.objects.filter(pk=state.pk).update(revision=state.revision, content_hash=digest)
+        changed.update(revision=state.revision + 1, content_hash=digest)
+    fingerprint = device_fingerprint(device)
+    if (state.generation, state.device_fingerprint) != (generation, fingerprint):
+        changed.update(generation=generation, device_fingerprint=fingerprint)
+    if changed:
+        for name, value in changed.items():
+            setattr(state, name, value)
+        DeviceState.objects.filter(pk=state.pk).update(**changed)
     generated_at = now or timezone.now()
     return {"revision": state.revision, **content, "generated_at": generated_at}, winners, state
+
+
+@functools.cache
+def _steady_sql():
+    quote = connection.ops.quote_name
+    device, state = quote(Device._meta.db_table), quote(DeviceState._meta.db_table)
+    generation = quote(DesiredGeneration._meta.db_table)
+    return f"""
+        SELECT d.id, s.revision, s.drift, s.drifted::text, d.heartbeat_interval_s, d.attention
+        FROM token
+        JOIN {device} d ON d.id = token.device_id
+        JOIN {state} s ON s.device_id = d.id
+        LEFT JOIN {generation} g ON g.org_id = s.org_id
+        WHERE (d.device_id = %(device_ref)s OR d.id = %(device_uuid)s::uuid) AND d.status <> %(revoked)s
+          AND s.generation = COALESCE(g.value, 0)
+          AND s.device_fingerprint = d.heartbeat_interval_s::text || ':' || d.platform
+    """
+
+
+@dataclass(frozen=True)
+class Steady:
+    device_id: uuid.UUID
+    revision: int
+    drift: bool
+    drifted: list
+    heartbeat_interval_s: int
+    attention: bool
+
+
+def desired_state_steady(*, secret_hash, device_ref, now):
+    """The stored revision, drift and policy of the token's device, when nothing its desired state is
+    computed from has changed since (deployments.freshness): two statements, the credential function
+    and one SELECT (PostgreSQL). None when desired_state must run: any other database, a change, a
+    device never computed, an unknown token or device."""
+    if not rls.is_postgres():
+        return None
+    row = device_services.device_token_steady(
+        secret_hash=secret_hash, device_ref=device_ref, now=now, sql=_steady_sql(),
+        params={"revoked": DeviceStatus.REVOKED.value},
+    )
+    if row is None:
+        return None
+    device_id, revision, drift, drifted, interval, attention = row
+    return Steady(device_id, revision, drift, json.loads(drifted), interval, bool(attention))
 
 
 def _drift(*, winners, observed):
@@ -207,8 +279,6 @@ def directives_ack(*, device, command_ids, now=None):
 
 def commands_expire(*, now=None):
     """Beat: mark what nobody acknowledged in time (set-based, across organizations)."""
-    from fleet.tenancy import rls
-
     now = now or timezone.now()
     with rls.bypass(reason="expire device commands"):
         return DeviceCommand.objects.filter(

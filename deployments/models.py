@@ -4,7 +4,7 @@ from django.db import models
 
 from apps_catalog.models import App, ModelCapability, ModelVariant
 from devices.models import Device
-from fleet.tenancy.models import OrgScopedModel
+from fleet.tenancy.models import Organization, OrgScopedModel
 
 DEFAULT_STAGES = [10, 50, 100]
 
@@ -139,7 +139,21 @@ class DeviceState(OrgScopedModel):
     drift = models.BooleanField(default=False)
     drifted = models.JSONField(default=list, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
+    # What the content (content_hash) was computed from, for the steady path (deployments.freshness):
+    # the organization's DesiredGeneration, and the device's own inputs (control.device_fingerprint).
+    generation = models.BigIntegerField(null=True, blank=True)
+    device_fingerprint = models.CharField(max_length=64, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class DesiredGeneration(models.Model):
+    """A counter per organization that PostgreSQL triggers increase when a transaction that changed
+    any input of a device's desired state commits (deployments.freshness)."""
+
+    organization = models.OneToOneField(
+        Organization, primary_key=True, on_delete=models.CASCADE, db_column="org_id", related_name="+"
+    )
+    value = models.BigIntegerField(default=0)
 
 
 class CommandType(models.TextChoices):

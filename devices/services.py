@@ -491,22 +491,46 @@ def device_heartbeat(
     return device
 
 
+# A steady path's statement starts with these: the live token, touched when due (as authentication
+# would), whatever the rest of the statement finds.
+STEADY_TOKEN_SQL = """
+    WITH token AS (
+        SELECT id, device_id FROM {token} WHERE secret_hash = %(secret_hash)s AND revoked_at IS NULL
+    ), touch AS (
+        UPDATE {token} SET last_used_at = %(now)s
+        WHERE id IN (SELECT id FROM token) AND (last_used_at IS NULL OR last_used_at <= %(touch_before)s)
+    )
+"""
+
+
+@transaction.atomic(savepoint=False)  # the request's transaction: the full path continues in it
+def device_token_steady(*, secret_hash, device_ref, now, sql, params):
+    """Run a steady path's statement for the device token with `secret_hash`: the credential function,
+    then `sql` after STEADY_TOKEN_SQL (it joins `token` and matches the device on %(device_ref)s or
+    %(device_uuid)s). Returns its one row or None."""
+    try:
+        device_uuid = uuid.UUID(device_ref)
+    except ValueError:
+        device_uuid = None
+    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
+    token_sql = STEADY_TOKEN_SQL.format(token=connection.ops.quote_name(DeviceToken._meta.db_table))
+    params = {
+        **params, "secret_hash": secret_hash, "now": now, "touch_before": now - resolution,
+        "device_ref": device_ref, "device_uuid": device_uuid,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(*rls.credential_statement(table=DeviceToken._meta.db_table, secret_hash=secret_hash))
+        cursor.execute(token_sql + sql, params)
+        return cursor.fetchone()
+
+
 # The steady state: most heartbeats come from an online device that repeats its status (one of
 # HEARTBEAT_STATUSES), not flagged for attention. For them the heartbeat only moves last_heartbeat and
 # its deadlines and stores the metrics, so one UPDATE joining the token can both authenticate and write.
-
-
 @functools.cache
 def _steady_heartbeat_sql():
     device = connection.ops.quote_name(Device._meta.db_table)
-    token = connection.ops.quote_name(DeviceToken._meta.db_table)
     return f"""
-        WITH token AS (
-            SELECT id, device_id FROM {token} WHERE secret_hash = %(secret_hash)s AND revoked_at IS NULL
-        ), touch AS (
-            UPDATE {token} SET last_used_at = %(now)s
-            WHERE id IN (SELECT id FROM token) AND (last_used_at IS NULL OR last_used_at <= %(touch_before)s)
-        )
         UPDATE {device} AS d SET
             last_heartbeat = %(now)s,
             stale_at = %(now)s + interval '1 second' * (%(stale_factor)s * d.heartbeat_interval_s),
@@ -522,7 +546,6 @@ def _steady_heartbeat_sql():
     """
 
 
-@transaction.atomic(savepoint=False)  # the request's transaction: the full path continues in it
 def device_heartbeat_steady(*, secret_hash, device_ref, now, status=None, metrics=None, agent_version=None):
     """A steady-state heartbeat in two statements (PostgreSQL): the credential function and one UPDATE.
     The UPDATE checks the token (live, this device's), touches it when due, and writes only
@@ -533,24 +556,16 @@ def device_heartbeat_steady(*, secret_hash, device_ref, now, status=None, metric
     """
     if not rls.is_postgres():
         return None
-    try:
-        device_uuid = uuid.UUID(device_ref)
-    except ValueError:
-        device_uuid = None
-    resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
     params = {
-        "secret_hash": secret_hash, "now": now, "touch_before": now - resolution,
         "stale_factor": STALE_FACTOR, "offline_factor": OFFLINE_FACTOR,
         "metrics": Device._meta.get_field("last_metrics").get_db_prep_save(metrics or {}, connection),
-        "device_ref": device_ref, "device_uuid": device_uuid,
         "reportable": [value.value for value in HEARTBEAT_STATUSES], "status": status,
         "online": Connectivity.ONLINE.value,
         "agent_version": agent_version,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(*rls.credential_statement(table=DeviceToken._meta.db_table, secret_hash=secret_hash))
-        cursor.execute(_steady_heartbeat_sql(), params)
-        return cursor.fetchone()
+    return device_token_steady(
+        secret_hash=secret_hash, device_ref=device_ref, now=now, sql=_steady_heartbeat_sql(), params=params
+    )
 
 
 def _users_seen(*, device, users, now):

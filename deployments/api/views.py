@@ -6,7 +6,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps_catalog import selectors as catalog
-from devices.api.views import DeviceFacingMixin, DeviceLookupMixin
+from devices import registry
+from devices.api.views import DeviceFacingMixin, DeviceLookupMixin, SteadyPathMixin, steady_json
 from fleet.api.errors import ErrorSerializer
 from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, validated
 from fleet.errors import Invalid, NotFound
@@ -153,22 +154,40 @@ class AppDeploymentsView(OrgScopedAPIView):
 # --- the control loop ---------------------------------------------------------------------------------------
 
 
-def _etag(device, revision):
-    return quote_etag(f"{device.id}-{revision}")
+def _etag(device_id, revision):
+    return quote_etag(f"{device_id}-{revision}")
 
 
-class DesiredStateView(DeviceFacingMixin, OrgScopedAPIView):
+class DesiredStateView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
+    """Hot path. A device polling with the ETag it holds, when nothing its desired state is computed
+    from has changed (deployments.freshness), gets its 304 from two statements (the steady path)."""
+
     serializer_class = s.DesiredStateSerializer
+
+    def steady_input(self, request):
+        etag = request.META.get("HTTP_IF_NONE_MATCH")
+        return {"etag": etag} if etag else None
+
+    def steady(self, request, *, secret_hash, device_ref, now, etag):
+        steady = control.desired_state_steady(secret_hash=secret_hash, device_ref=device_ref, now=now)
+        if steady is None:
+            return None
+        current = _etag(steady.device_id, steady.revision)
+        if etag not in (current, f"W/{current}"):
+            return None  # the content is needed: the full path computes it
+        return self.steady_response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": current})
 
     @extend_schema(
         operation_id="devices_desired_state",
+        description="The models, binding and policy the device should run, with an `ETag`; send it back as "
+        "`If-None-Match` to get 304 while nothing changed. The revision increases only when the content does.",
         parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False)],
         responses={200: s.DesiredStateSerializer, 304: OpenApiResponse(description="Unchanged since the ETag.")},
     )
     def get(self, request, device):
         device = self.device()
         desired, _, state = control.desired_state(device=device, organization=self.organization)
-        etag = _etag(device, state.revision)
+        etag = _etag(device.id, state.revision)
         if request.headers.get("If-None-Match") in (etag, f"W/{etag}"):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         return Response(s.DesiredStateSerializer(desired).data, headers={"ETag": etag})
@@ -197,10 +216,43 @@ class ObservedStateView(DeviceFacingMixin, OrgScopedAPIView):
         return Response(s.ObservedStateResultSerializer(result).data)
 
 
-class SyncView(DeviceFacingMixin, OrgScopedAPIView):
-    serializer_class = s.SyncResultSerializer
+class SyncView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
+    """Hot path. A sync that only asks whether the revision it holds is current, from a device with
+    nothing waiting for it, is answered by the steady path when nothing changed (two statements)."""
 
-    @extend_schema(operation_id="devices_sync", request=s.SyncSerializer, responses=s.SyncResultSerializer)
+    serializer_class = s.SyncResultSerializer
+    steady_method = "POST"
+    steady_fields = {"known_revision", "acked_directives"}
+
+    def steady_input(self, request):
+        body = steady_json(request, limit=4096)
+        if body is None or not body.keys() <= self.steady_fields or body.get("acked_directives", []) != []:
+            return None
+        revision = body.get("known_revision")
+        # What the serializer keeps as is (it would also coerce "3" or 3.0: the full path's business).
+        if type(revision) is not int or revision < 0:
+            return None
+        return {"known_revision": revision}
+
+    def steady(self, request, *, secret_hash, device_ref, now, known_revision):
+        steady = control.desired_state_steady(secret_hash=secret_hash, device_ref=device_ref, now=now)
+        if steady is None or steady.attention or steady.revision != known_revision:
+            return None  # directives may wait, or the desired state is needed: the full path
+        quiet = registry.quiet_heartbeat()
+        drift = {"drift": steady.drift, "drifted": steady.drifted}
+        return self.steady_response({
+            "unchanged": True, "revision": steady.revision, "directives": quiet["directives"], "drift": drift,
+            "next_sync_in_s": steady.heartbeat_interval_s, "pending_round_id": quiet["pending_round_id"],
+            "message": quiet["message"],
+        })
+
+    @extend_schema(
+        operation_id="devices_sync",
+        description="Report (observed state, inventory, acknowledged directives) and receive, in one call, the "
+        "drift, directives and, unless `known_revision` is current, the desired state.",
+        request=s.SyncSerializer,
+        responses=s.SyncResultSerializer,
+    )
     def post(self, request, device):
         device = self.device()
         data = validated(s.SyncSerializer, request.data)

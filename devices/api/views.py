@@ -245,10 +245,10 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")  # as DRF's strict JSON parser
 
 
-def _steady_input(request, *, limit):
-    """The heartbeat's fields, if the full path would accept the body exactly as sent: a small JSON
-    object with status, metrics and agent_version at most (users take the full path). None otherwise:
-    the full path then answers, with its errors."""
+def steady_json(request, *, limit):
+    """The request's body as a steady path may read it: a JSON object, exactly as DRF's strict parser
+    would accept it, at most `limit` bytes; {} when there is no body. None otherwise: the full path
+    then answers, with its errors."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -263,53 +263,32 @@ def _steady_input(request, *, limit):
         body = json.loads(request.body.decode("utf-8"), parse_constant=_reject_constant)
     except ValueError:
         return None
-    if not isinstance(body, dict) or "users" in body:
-        return None
-    data = {}
-    if "status" in body:
-        if body["status"] not in services.HEARTBEAT_STATUSES:
-            return None
-        data["status"] = body["status"]
-    if "metrics" in body:
-        try:
-            data["metrics"] = validation.validate_metrics(body["metrics"])
-        except Invalid:
-            return None
-    if "agent_version" in body:
-        version = body["agent_version"]
-        # What the serializer keeps as is: a printable string of at most 64 characters, not padded.
-        if not (isinstance(version, str) and 0 < len(version) <= 64 and version == version.strip()
-                and version.isprintable()):
-            return None
-        data["agent_version"] = version
-    return data
+    return body if isinstance(body, dict) else None
 
 
-class DeviceHeartbeatView(DeviceFacingMixin, OrgScopedAPIView):
-    """Hot path. The steady state (an online device repeating itself) takes two statements, without
-    DRF's machinery; every other heartbeat, errors included, takes the full path: credential
-    function + token/device select + one UPDATE."""
+class SteadyPathMixin:
+    """A device's most frequent request, answered before DRF's request cycle when nothing needs the
+    full path (a view's `steady` returns None otherwise, and the full path answers in the same
+    transaction). Only a well-formed device token, no query string and JSON or no content
+    negotiation qualify; the request is counted by the same rate limit, once."""
 
-    serializer_class = s.HeartbeatResponseSerializer
-    defers_device_token_touch = True  # folded into the heartbeat's UPDATE
-    max_body_bytes = 256 * 1024  # 50 users and 37 metrics fit many times over
+    steady_method = "GET"
     steady_accept = ("", "*/*", "application/json")  # anything else is content negotiation: full path
 
     def dispatch(self, request, *args, **kwargs):
-        response = self.steady(request, device_ref=kwargs["device"])
+        response = self._steady(request, device_ref=kwargs["device"])
         if response is None:
             response = super().dispatch(request, *args, **kwargs)
         return response
 
-    def steady(self, request, *, device_ref):
-        """The steady-state heartbeat (services.device_heartbeat_steady), or None for the full path."""
-        if (request.method != "PUT" or request.META.get("QUERY_STRING")
+    def _steady(self, request, *, device_ref):
+        if (request.method != self.steady_method or request.META.get("QUERY_STRING")
                 or request.META.get("HTTP_ACCEPT", "") not in self.steady_accept):
             return None
         secret = bearer_token(request)
         if secret is None or not credentials.is_well_formed(secret=secret, prefix=DeviceToken.PREFIX):
             return None
-        data = _steady_input(request, limit=self.max_body_bytes)
+        data = self.steady_input(request)
         if data is None:
             return None
         secret_hash = credentials.hash_secret(secret)
@@ -317,20 +296,71 @@ class DeviceHeartbeatView(DeviceFacingMixin, OrgScopedAPIView):
         allowed, _ = throttling.admit(request, view=self, scope="device", ident=rate_key)
         if not allowed:
             return None  # the full path answers 429 from the same count
-        now = timezone.now()
+        return self.steady(request, secret_hash=secret_hash, device_ref=device_ref, now=timezone.now(), **data)
+
+    def steady_input(self, request):
+        """The keyword arguments of `steady`, when the full path would accept the request as sent."""
+        return {}
+
+    def steady(self, request, *, secret_hash, device_ref, now, **data):
+        raise NotImplementedError
+
+    def steady_response(self, body=None, *, status=200, headers=None):
+        content = b"" if body is None else JSONRenderer().render(body)
+        response = HttpResponse(content, status=status, content_type="application/json",
+                                headers={**self.default_response_headers, **(headers or {})})
+        if not content:
+            del response["Content-Type"]  # as DRF renders an empty body
+        return response
+
+
+class DeviceHeartbeatView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
+    """Hot path. The steady state (an online device repeating itself) takes two statements, without
+    DRF's machinery; every other heartbeat, errors included, takes the full path: credential
+    function + token/device select + one UPDATE."""
+
+    serializer_class = s.HeartbeatResponseSerializer
+    defers_device_token_touch = True  # folded into the heartbeat's UPDATE
+    steady_method = "PUT"
+    max_body_bytes = 256 * 1024  # 50 users and 37 metrics fit many times over
+
+    def steady_input(self, request):
+        """The heartbeat's fields: status, metrics and agent_version at most (users take the full path)."""
+        body = steady_json(request, limit=self.max_body_bytes)
+        if body is None or "users" in body:
+            return None
+        data = {}
+        if "status" in body:
+            if body["status"] not in services.HEARTBEAT_STATUSES:
+                return None
+            data["status"] = body["status"]
+        if "metrics" in body:
+            try:
+                data["metrics"] = validation.validate_metrics(body["metrics"])
+            except Invalid:
+                return None
+        if "agent_version" in body:
+            version = body["agent_version"]
+            # What the serializer keeps as is: a printable string of at most 64 characters, not padded.
+            if not (isinstance(version, str) and 0 < len(version) <= 64 and version == version.strip()
+                    and version.isprintable()):
+                return None
+            data["agent_version"] = version
+        return data
+
+    def steady(self, request, *, secret_hash, device_ref, now, **data):
+        """The steady-state heartbeat (services.device_heartbeat_steady), or None for the full path."""
         row = services.device_heartbeat_steady(secret_hash=secret_hash, device_ref=device_ref, now=now, **data)
         if row is None:
             return None
         status_value, interval = row
-        body = {
+        return self.steady_response({
             "status": status_value,
             "last_heartbeat": now,
             "connectivity_status": Connectivity.ONLINE,
             "next_heartbeat_in_s": interval,
             **registry.quiet_heartbeat(),
-        }
-        return HttpResponse(JSONRenderer().render(body), content_type="application/json",
-                            headers=self.default_response_headers)
+        })
 
     @extend_schema(
         operation_id="devices_heartbeat",
