@@ -202,7 +202,9 @@ class DeviceGroupMembership(OrgScopedModel):
 
     id = models.BigAutoField(primary_key=True)
     # No single-column indexes: (group, device) and (device, group) below lead with each, and every
-    # index is rewritten when bulk label changes move 100,000s of memberships.
+    # index is rewritten when bulk label changes move 100,000s of memberships. Every query names a
+    # group or a device, so org_id needs none either.
+    organization = organization_key(db_index=False)
     group = models.ForeignKey(DeviceGroup, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="group_memberships", db_index=False)
     reason = models.CharField(max_length=16, choices=MembershipReason.choices)
