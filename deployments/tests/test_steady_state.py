@@ -248,3 +248,19 @@ def test_the_generation_moves_once_per_transaction_at_commit(org, other_org):
         AppFactory(organization=org)
         transaction.set_rollback(True)
     assert generation(org) == before + 2  # rolled back: no bump
+
+
+@pytest.mark.usefixtures("rate_window")
+def test_steady_polls_count_against_the_device_limit(app_device, settings):
+    from django.core.cache import cache
+
+    device, client, _ = app_device
+    etag, revision = polled(client, device)  # 2 requests
+    cache.clear()
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "device": "2/60"}
+    assert desired(client, device, etag).status_code == 304
+    assert sync(client, device, {"known_revision": revision}).status_code == 200
+    response, statements = captured(lambda: desired(client, device, etag))
+    assert response.status_code == 429 and response.json()["error"] == "rate_limited"
+    assert not is_steady(statements)  # the full path answers from the steady path's count
+    cache.clear()
