@@ -5,8 +5,9 @@ and nearly always nothing has changed. Recomputing the content to find that out 
 and a hash. Instead:
 
 - Triggers on every table the content is computed from record which organizations a statement
-  touched (`deployments_desiredchange`, a scratch table emptied before commit), and a deferred
-  constraint trigger increases each such organization's `DesiredGeneration.value` once, at commit.
+  touched (`deployments_desiredchange`, a scratch table emptied before commit; the DELETE sees only
+  the transaction's own rows), and a deferred constraint trigger increases each such organization's
+  `DesiredGeneration.value` once, at commit.
   A change to a table without organization (capabilities) or to a public catalog row counts for
   every organization.
 - `control.desired_state` stores, with the content hash, the generation it read *before* reading
@@ -64,8 +65,10 @@ END;
 $$;
 """
 
-# At commit, once per scope and transaction. The organization context may be gone by then
-# (rls.bypass resets its setting), so the bypass is set here, for these two statements only.
+# At commit: the transaction's first event bumps every organization it recorded, in one statement
+# that locks their counters in id order (two commits can then never wait on each other in a cycle);
+# its later events find nothing left. The organization context may be gone by then (rls.bypass
+# resets its setting), so the bypass is set here, for this statement only.
 BUMP_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION fleet_desired_bump() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -73,14 +76,18 @@ SET search_path = public, pg_temp
 AS $$
 DECLARE
     previous text := coalesce(current_setting('app.rls_bypass', true), '');
+    scopes uuid[];
+    everyone boolean;
 BEGIN
-    DELETE FROM {CHANGE_TABLE} WHERE scope IS NOT DISTINCT FROM NEW.scope;
-    IF NOT FOUND THEN
-        RETURN NULL;  -- an earlier statement's event already bumped this scope
+    WITH recorded AS (DELETE FROM {CHANGE_TABLE} RETURNING scope)
+    SELECT array_agg(scope) FILTER (WHERE scope IS NOT NULL), bool_or(scope IS NULL) INTO scopes, everyone
+    FROM recorded;
+    IF everyone IS NULL THEN
+        RETURN NULL;
     END IF;
     PERFORM set_config('app.rls_bypass', 'on', true);
     INSERT INTO deployments_desiredgeneration (org_id, value)
-    SELECT id, 1 FROM tenancy_organization WHERE NEW.scope IS NULL OR id = NEW.scope
+    SELECT id, 1 FROM tenancy_organization WHERE everyone OR id = ANY(scopes) ORDER BY id
     ON CONFLICT (org_id) DO UPDATE SET value = deployments_desiredgeneration.value + 1;
     PERFORM set_config('app.rls_bypass', previous, true);
     RETURN NULL;

@@ -248,6 +248,13 @@ def test_the_generation_moves_once_per_transaction_at_commit(org, other_org):
         AppFactory(organization=org)
         transaction.set_rollback(True)
     assert generation(org) == before + 2  # rolled back: no bump
+    with transaction.atomic(), rls.bypass(reason="test: two organizations in one transaction"):
+        for organization in (org, other_org, org):
+            AppFactory(organization=organization)
+    assert (generation(org), generation(other_org)) == (before + 3, other_before + 2)
+    with connection.cursor() as cursor:  # nothing left behind in the scratch table
+        cursor.execute(f"SELECT count(*) FROM {freshness.CHANGE_TABLE}")
+        assert cursor.fetchone() == (0,)
 
 
 @pytest.mark.usefixtures("rate_window")
