@@ -271,3 +271,16 @@ def test_steady_polls_count_against_the_device_limit(app_device, settings):
     assert response.status_code == 429 and response.json()["error"] == "rate_limited"
     assert not is_steady(statements)  # the full path answers from the steady path's count
     cache.clear()
+
+
+def test_a_drifting_device_gets_its_drift_from_the_steady_sync(app_device):
+    device, client, dep = app_device
+    etag, revision = polled(client, device)
+    other = public_variant(index=2)
+    report = {"revision": revision, "models": [{"variant_id": str(other.id), "status": "active"}]}
+    assert client.post(f"/api/v1/devices/{device.id}/observed-state", report, format="json").json()["drift"] is True
+    steady, statements = captured(lambda: sync(client, device, {"known_revision": revision}))
+    assert is_steady(statements), statements.sql
+    full = sync(client, device, {"known_revision": revision}, full=True)
+    assert steady.json() == full.json() and steady.json()["drift"]["drifted"] == [
+        {"capability": "vision", "desired": str(dep.variant_id), "observed": str(other.id)}]
