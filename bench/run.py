@@ -265,11 +265,21 @@ def bench_sync(ctx, size):
 
     sync_ratio, sync_rps, hb1 = interleaved(lambda: run(sync, "sync"), lambda: run(heartbeat, "hb"), size["pairs"])
     ds_ratio, ds_rps, hb2 = interleaved(lambda: run(desired, "desired"), lambda: run(heartbeat, "hb"), size["pairs"])
+    from django.test import Client
+
+    (path, sync_headers, sync_body), (desired_path, desired_headers, _) = sync["requests"][0], desired["requests"][0]
+    client = Client(HTTP_AUTHORIZATION=sync_headers["Authorization"])
+    counts = {
+        "sync": len(sql_statements(lambda: client.post(path, sync_body, content_type="application/json"))),
+        "desired": len(sql_statements(
+            lambda: client.get(desired_path, HTTP_IF_NONE_MATCH=desired_headers["If-None-Match"]))),
+    }
     return [
         dict(name="sync_unchanged", ratio=sync_ratio, subject=sync_rps, reference=hb1, unit="req/s",
-             extra={"status_counts": statuses["sync"][-1], "first_sync_rps": first_sync["rps"]}),
+             extra={"status_counts": statuses["sync"][-1], "first_sync_rps": first_sync["rps"],
+                    "sql_statements": counts["sync"]}),
         dict(name="desired_state_304", ratio=ds_ratio, subject=ds_rps, reference=hb2, unit="req/s",
-             extra={"status_counts": statuses["desired"][-1]}),
+             extra={"status_counts": statuses["desired"][-1], "sql_statements": counts["desired"]}),
     ]
 
 

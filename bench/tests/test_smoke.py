@@ -31,6 +31,10 @@ def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
     # and no request failed on the server side.
     assert heartbeat["extra"]["sql_statements"] == 2, heartbeat["extra"]["statements"]
     assert heartbeat["extra"]["errors"] == 0 and heartbeat["extra"]["server_errors"] == 0
+    # A 304 and an unchanged sync answer from the stored revision: the same two statements.
+    for name, status in (("sync_unchanged", "200"), ("desired_state_304", "304")):
+        result = next(r for r in report["results"] if r["name"] == name)
+        assert result["extra"]["sql_statements"] == 2 and set(result["extra"]["status_counts"]) == {status}, result
     assert report["machine"]["cores"] >= 1 and report["machine"]["postgresql"]
 
 
