@@ -513,15 +513,20 @@ def device_token_steady(*, secret_hash, device_ref, now, sql, params):
     except ValueError:
         device_uuid = None
     resolution = timedelta(seconds=settings.CREDENTIAL_LAST_USED_RESOLUTION_S)
-    token_sql = STEADY_TOKEN_SQL.format(token=connection.ops.quote_name(DeviceToken._meta.db_table))
     params = {
         **params, "secret_hash": secret_hash, "now": now, "touch_before": now - resolution,
         "device_ref": device_ref, "device_uuid": device_uuid,
     }
     with connection.cursor() as cursor:
         cursor.execute(*rls.credential_statement(table=DeviceToken._meta.db_table, secret_hash=secret_hash))
-        cursor.execute(token_sql + sql, params)
+        cursor.execute(_steady_statement(sql), params)
         return cursor.fetchone()
+
+
+@functools.cache
+def _steady_statement(sql):
+    """STEADY_TOKEN_SQL followed by `sql`, built once per process (each hot path has one `sql`)."""
+    return STEADY_TOKEN_SQL.format(token=connection.ops.quote_name(DeviceToken._meta.db_table)) + sql
 
 
 # The steady state: most heartbeats come from an online device that repeats its status (one of

@@ -50,8 +50,9 @@ def parse_rate(rate):
 def admit(request, *, view, scope, ident):
     """Count `request` against the limit of credential `ident` of kind `scope`, once per request.
 
-    Returns (allowed, seconds until the window ends). A request counted by the steady heartbeat
-    (devices.api.views) that then takes the full path keeps its verdict instead of counting twice.
+    Returns (allowed, seconds until the window ends). A request counted by a steady path
+    (devices.api.views.SteadyPathMixin) that then takes the full path keeps its verdict instead of
+    counting twice.
     """
     verdict = getattr(request, "rate_verdict", None)
     if verdict is None:
