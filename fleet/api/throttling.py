@@ -33,7 +33,7 @@ def hit(key, window):
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         count = _window_counter(settings.CACHES["default"]["LOCATION"])
-        return count(keys=[backend.make_and_validate_key(key)], args=[window + 1])
+        return count(keys=[redis_key(key)], args=[window + 1])
     cache.add(key, 0, timeout=window + 1)
     try:
         return cache.incr(key)
@@ -49,24 +49,39 @@ def parse_rate(rate):
 
 def admit(request, *, view, scope, ident):
     """Count `request` against the limit of credential `ident` of kind `scope`, once per request.
-
     Returns (allowed, seconds until the window ends). A request counted by a steady path
     (devices.api.views.SteadyPathMixin) that then takes the full path keeps its verdict instead of
     counting twice.
     """
     verdict = getattr(request, "rate_verdict", None)
     if verdict is None:
-        # A credential kind without its own limit gets the anonymous one: nothing goes unthrottled.
-        rate = (
-            getattr(view, "rate_limits", {}).get(scope)
-            or settings.RATE_LIMITS.get(scope)
-            or settings.RATE_LIMITS["anonymous"]
-        )
-        limit, window = parse_rate(rate)
-        now = time.time()
-        count = hit(f"ratelimit:{scope}:{ident}:{int(now // window)}", window)
-        verdict = request.rate_verdict = (count <= limit, window - (now % window))
+        key, limit, window, left = window_of(view=view, scope=scope, ident=ident)
+        verdict = record(request, count=hit(key, window), limit=limit, left=left)
     return verdict
+
+
+def window_of(*, view, scope, ident):
+    """(counter key, limit, window seconds, seconds left in it) for credential `ident` of kind `scope`."""
+    # A credential kind without its own limit gets the anonymous one: nothing goes unthrottled.
+    rate = (
+        getattr(view, "rate_limits", {}).get(scope)
+        or settings.RATE_LIMITS.get(scope)
+        or settings.RATE_LIMITS["anonymous"]
+    )
+    limit, window = parse_rate(rate)
+    now = time.time()
+    return f"ratelimit:{scope}:{ident}:{int(now // window)}", limit, window, window - (now % window)
+
+
+def redis_key(key):
+    """The Redis key `hit` counts `key` under (for a script that counts in the same round trip)."""
+    return caches["default"].make_and_validate_key(key)
+
+
+def record(request, *, count, limit, left):
+    """Keep the verdict of a request counted `count` in its window, so that nothing counts it again."""
+    request.rate_verdict = (count <= limit, left)
+    return request.rate_verdict
 
 
 class CredentialRateThrottle(BaseThrottle):
