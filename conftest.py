@@ -58,6 +58,19 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(autouse=True)
+def _presence_keys():
+    """Presence (devices.presence) answers polls from Redis only once a flush has run: every test starts
+    without its keys, so only the tests that flush use it."""
+    if HAS_REDIS:
+        from devices import presence
+
+        client = presence.client()
+        keys = list(client.scan_iter(f"{presence.PREFIX}*"))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
 def _desired_bump_per_statement(request):
     """A test that is not transactional never commits, so the desired-state generation, increased at
     commit (deployments.freshness), would never move: inside such a test it moves at the end of each

@@ -129,7 +129,8 @@ def _steady_sql():
     device, state = quote(Device._meta.db_table), quote(DeviceState._meta.db_table)
     generation = quote(DesiredGeneration._meta.db_table)
     return f"""
-        SELECT d.id, s.revision, s.drift, s.drifted::text, d.heartbeat_interval_s, d.attention
+        SELECT d.id, s.revision, s.drift, s.drifted::text, d.heartbeat_interval_s, d.attention, d.device_id,
+               s.org_id, s.generation
         FROM token
         JOIN {device} d ON d.id = token.device_id
         JOIN {state} s ON s.device_id = d.id
@@ -140,6 +141,17 @@ def _steady_sql():
     """
 
 
+# devices.presence publishes every organization's generation under this name + its id, at each flush;
+# a DESIRED lease answers only while its own generation is the published one.
+PUBLISHED_GENERATION = "generation:"
+
+
+def published_generations():
+    """The presence publisher (runs inside the flush, across organizations)."""
+    return {f"{PUBLISHED_GENERATION}{org_id}": value
+            for org_id, value in DesiredGeneration.objects.values_list("organization_id", "value")}
+
+
 @dataclass(frozen=True)
 class Steady:
     device_id: uuid.UUID
@@ -148,6 +160,15 @@ class Steady:
     drifted: list
     heartbeat_interval_s: int
     attention: bool
+    device_ref: str  # the device's user-chosen identifier
+    organization_id: uuid.UUID
+    generation: int  # the organization's, which the revision was computed at or checked against
+
+    def lease(self):
+        """What devices.presence stores of it (a `DESIRED` lease)."""
+        return {"device": self.device_id, "ref": self.device_ref, "org": self.organization_id,
+                "generation": self.generation, "revision": self.revision, "drift": self.drift,
+                "drifted": self.drifted, "interval": self.heartbeat_interval_s, "attention": self.attention}
 
 
 def desired_state_steady(*, secret_hash, device_ref, now):
@@ -163,8 +184,9 @@ def desired_state_steady(*, secret_hash, device_ref, now):
     )
     if row is None:
         return None
-    device_id, revision, drift, drifted, interval, attention = row
-    return Steady(device_id, revision, drift, json.loads(drifted), interval, bool(attention))
+    device_id, revision, drift, drifted, interval, attention, device_ref, org_id, generation = row
+    return Steady(device_id, revision, drift, json.loads(drifted), interval, bool(attention), device_ref, org_id,
+                  generation)
 
 
 def _drift(*, winners, observed):

@@ -124,4 +124,5 @@ def connect():
     registry.register_enricher(device_assignments)
     registry.register_change_listener(devices_changed)
     registry.register_group_change_listener(groups_changed)
+    registry.register_presence_publisher(control.published_generations)
     target_removed.connect(on_target_removed, dispatch_uid="deployments.on_target_removed")

@@ -14,6 +14,8 @@
 - revoke listeners: ``fn(*, device, at)`` inside the revoking transaction (certificates die with it).
 - enrichers: ``fn(*, organization, devices) -> {device id: {field: value}}`` for device list and
   detail responses, one call per page (a fixed number of queries for any page size).
+- presence publishers: ``fn() -> {name: value}``, run by every presence flush across organizations
+  and published in Redis for the steady polls' scripts (devices.presence).
 
 Providers run on hot paths: keep them to a fixed, small number of queries.
 """
@@ -25,6 +27,7 @@ _change_listeners = []
 _revoke_listeners = []
 _group_change_listeners = []
 _enrichers = []
+_presence_publishers = []
 
 
 def _register(registry, fn):
@@ -61,9 +64,13 @@ def register_enricher(fn):
     return _register(_enrichers, fn)
 
 
+def register_presence_publisher(fn):
+    return _register(_presence_publishers, fn)
+
+
 def unregister(fn):
     for registry in (_heartbeat_providers, _health_providers, _summary_providers, _change_listeners,
-                     _revoke_listeners, _enrichers, _group_change_listeners):
+                     _revoke_listeners, _enrichers, _group_change_listeners, _presence_publishers):
         if fn in registry:
             registry.remove(fn)
 
@@ -135,3 +142,7 @@ def enrichments(*, organization, devices):
         for device_id, fields in (enricher(organization=organization, devices=devices) or {}).items():
             result.setdefault(device_id, {}).update(fields)
     return result
+
+
+def presence_publishers():
+    return list(_presence_publishers)

@@ -9,6 +9,7 @@ import io
 import json
 import uuid
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from fleet.tenancy import credentials, rls
 from fleet.tenancy.models import Organization
 from fleet.tenancy.services import credential_find, credential_touch, credential_touch_due
 
-from . import label_selector, membership, registry, validation
+from . import label_selector, membership, presence, registry, validation
 from .models import (
     LABELS_MAX,
     OFFLINE_FACTOR,
@@ -110,6 +111,7 @@ def _devices_changed(*, organization, device_ids, label_keys=None):
 # --- tokens ----------------------------------------------------------------------------------------
 def _token_issue(*, device, now):
     """Revoke the device's live tokens and create a new one; return the secret (shown once)."""
+    presence.forget(device_ids=[device.id])
     DeviceToken.objects.filter(device=device, revoked_at__isnull=True).update(revoked_at=now)
     secret = credentials.generate(prefix=DeviceToken.PREFIX)
     DeviceToken.objects.create(
@@ -385,6 +387,7 @@ def device_archive(*, device, actor):
 def device_revoke(*, device, actor):
     """Revoke the device and every one of its tokens, in one transaction. Idempotent."""
     now = timezone.now()
+    presence.forget(device_ids=[device.id])
     tokens = DeviceToken.objects.filter(device=device, revoked_at__isnull=True).update(revoked_at=now)
     if device.status == DeviceStatus.REVOKED:
         return device
@@ -408,6 +411,7 @@ def device_delete(*, device, actor):
     _event(device=device, actor=actor, verb="device.deleted", data={"name": device.name})
     frame_path = device.frame_path
     group_ids = membership.groups_of_devices(device_ids=[device.id])
+    presence.forget(device_ids=[device.id])
     device.delete()
     membership.count_add(deltas=dict.fromkeys(group_ids, -1))  # one row per group went with the device
     if frame_path:
@@ -532,22 +536,44 @@ def _steady_statement(sql):
 # The steady state: most heartbeats come from an online device that repeats its status (one of
 # HEARTBEAT_STATUSES), not flagged for attention. For them the heartbeat only moves last_heartbeat and
 # its deadlines and stores the metrics, so one UPDATE joining the token can both authenticate and write.
+# The presence flush (devices.presence) applies the heartbeats answered from Redis with the same SQL.
+def steady_heartbeat_sql(*, at, status, agent_version, metrics):
+    """SET and WHERE clauses of a steady heartbeat's UPDATE of device `d`, given SQL expressions for
+    what it reports; its parameters come from steady_heartbeat_params."""
+    assignments = f"""
+        last_heartbeat = {at},
+        stale_at = {at} + interval '1 second' * (%(stale_factor)s * d.heartbeat_interval_s),
+        offline_at = {at} + interval '1 second' * (%(offline_factor)s * d.heartbeat_interval_s),
+        last_metrics = {metrics}
+    """
+    conditions = f"""
+        d.status = ANY(%(reportable)s) AND d.status = COALESCE({status}, d.status)
+        AND d.connectivity_status = %(online)s AND d.attention = 0
+        AND ({agent_version} IS NULL OR d.agent_version = {agent_version})
+    """
+    return assignments, conditions
+
+
+def steady_heartbeat_params():
+    return {
+        "stale_factor": STALE_FACTOR, "offline_factor": OFFLINE_FACTOR, "online": Connectivity.ONLINE.value,
+        "reportable": [value.value for value in HEARTBEAT_STATUSES],
+    }
+
+
 @functools.cache
 def _steady_heartbeat_sql():
     device = connection.ops.quote_name(Device._meta.db_table)
+    assignments, conditions = steady_heartbeat_sql(
+        at="%(now)s", status="%(status)s::text", agent_version="%(agent_version)s::text", metrics="%(metrics)s"
+    )
     return f"""
-        UPDATE {device} AS d SET
-            last_heartbeat = %(now)s,
-            stale_at = %(now)s + interval '1 second' * (%(stale_factor)s * d.heartbeat_interval_s),
-            offline_at = %(now)s + interval '1 second' * (%(offline_factor)s * d.heartbeat_interval_s),
-            last_metrics = %(metrics)s
+        UPDATE {device} AS d SET {assignments}
         FROM token
         WHERE d.id = token.device_id
           AND (d.device_id = %(device_ref)s OR d.id = %(device_uuid)s::uuid)
-          AND d.status = ANY(%(reportable)s) AND d.status = COALESCE(%(status)s::text, d.status)
-          AND d.connectivity_status = %(online)s AND d.attention = 0
-          AND (%(agent_version)s::text IS NULL OR d.agent_version = %(agent_version)s::text)
-        RETURNING d.status, d.heartbeat_interval_s
+          AND {conditions}
+        RETURNING d.status, d.heartbeat_interval_s, d.id, d.device_id, d.org_id, d.agent_version
     """
 
 
@@ -555,22 +581,32 @@ def device_heartbeat_steady(*, secret_hash, device_ref, now, status=None, metric
     """A steady-state heartbeat in two statements (PostgreSQL): the credential function and one UPDATE.
     The UPDATE checks the token (live, this device's), touches it when due, and writes only
     if the heartbeat would change nothing but last_heartbeat, its deadlines and the metrics, exactly
-    as device_heartbeat would. Returns (status, heartbeat_interval_s), or None when device_heartbeat
-    must run: any other database, a transition, an unknown token or device (nothing written then but
-    the token's last-used time, in the same transaction).
+    as device_heartbeat would. Returns a SteadyHeartbeat, or None when device_heartbeat must run: any
+    other database, a transition, an unknown token or device (nothing written then but the token's
+    last-used time, in the same transaction).
     """
     if not rls.is_postgres():
         return None
     params = {
-        "stale_factor": STALE_FACTOR, "offline_factor": OFFLINE_FACTOR,
+        **steady_heartbeat_params(),
         "metrics": Device._meta.get_field("last_metrics").get_db_prep_save(metrics or {}, connection),
-        "reportable": [value.value for value in HEARTBEAT_STATUSES], "status": status,
-        "online": Connectivity.ONLINE.value,
+        "status": status,
         "agent_version": agent_version,
     }
-    return device_token_steady(
+    row = device_token_steady(
         secret_hash=secret_hash, device_ref=device_ref, now=now, sql=_steady_heartbeat_sql(), params=params
     )
+    return None if row is None else SteadyHeartbeat(*row)
+
+
+@dataclass(frozen=True)
+class SteadyHeartbeat:
+    status: str
+    heartbeat_interval_s: int
+    device_id: uuid.UUID  # the device's primary key
+    device_ref: str  # its user-chosen identifier (Device.device_id)
+    organization_id: uuid.UUID
+    agent_version: str | None
 
 
 def _users_seen(*, device, users, now):
@@ -725,6 +761,7 @@ def devices_connectivity_sweep(*, now=None):
     """Set-based: online -> stale -> offline for devices past their deadlines, across organizations."""
     now = now or timezone.now()
     counts = {"stale": 0, "offline": 0}
+    presence.flush()  # heartbeats answered from Redis reach their deadlines first
     with rls.bypass(reason="devices connectivity sweep"), transaction.atomic():
         steps = (
             ("offline", [Connectivity.ONLINE, Connectivity.STALE], Connectivity.OFFLINE, "offline_at", "device.went_offline"),
@@ -736,6 +773,7 @@ def devices_connectivity_sweep(*, now=None):
                 counts[key] += moved
                 if moved < SWEEP_BATCH:
                     break
+    presence.flush()  # and the devices it moved lose their leases now
     return counts
 
 

@@ -158,6 +158,11 @@ else:
         "data_folder_out": str(_broker_dir),
         "control_folder": str(_control_dir),  # kombu's default is ./control in the working directory
     }
+# Steady device polls answered from Redis, flushed to PostgreSQL every PRESENCE_FLUSH_S seconds
+# (devices/presence.py). Needs Redis; PRESENCE=0 keeps every poll on PostgreSQL.
+PRESENCE = bool(REDIS_URL) and env_bool("PRESENCE", True)
+PRESENCE_FLUSH_S = env_int("PRESENCE_FLUSH_S", 2)
+PRESENCE_LEASE_S = env_int("PRESENCE_LEASE_S", 600)  # a backstop: changes drop leases at the next flush
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -182,6 +187,12 @@ CELERY_BEAT_SCHEDULE = {
     "exports-sweep": {"task": "exports.tasks.export_sweep", "schedule": 60.0},
     "exports-expire": {"task": "exports.tasks.export_expire", "schedule": 600.0},
 }
+if PRESENCE:
+    CELERY_BEAT_SCHEDULE["devices-presence-flush"] = {
+        "task": "devices.tasks.presence_flush",
+        "schedule": float(PRESENCE_FLUSH_S),
+        "options": {"expires": 3 * PRESENCE_FLUSH_S},  # a late flush is superseded by the next one
+    }
 
 # --- Storage --------------------------------------------------------------------------------------
 MEDIA_ROOT = Path(env("MEDIA_ROOT", VAR_DIR / "media"))

@@ -1,3 +1,5 @@
+import json
+
 import django_filters
 from django.utils.http import quote_etag
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -6,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps_catalog import selectors as catalog
-from devices import registry
+from devices import presence, registry
 from devices.api.views import DeviceFacingMixin, DeviceLookupMixin, SteadyPathMixin, steady_json
 from fleet.api.errors import ErrorSerializer
 from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, validated
@@ -158,9 +160,28 @@ def _etag(device_id, revision):
     return quote_etag(f"{device_id}-{revision}")
 
 
-class DesiredStateView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
+class DesiredLeaseMixin(SteadyPathMixin):
+    """The desired state's steady paths: a `DESIRED` lease (devices.presence) holds what
+    control.desired_state_steady verified, valid while the organization's generation is unchanged."""
+
+    def desired_steady(self, *, secret_hash, device_ref, now, poll):
+        steady = control.desired_state_steady(secret_hash=secret_hash, device_ref=device_ref, now=now)
+        if steady is not None and poll is not None:
+            poll.write(kind=presence.DESIRED, fields=steady.lease())
+        return steady
+
+    def desired_poll(self, *, secret_hash, device_ref, now, limit, window, counter, checks=None, returns):
+        return presence.poll(
+            kind=presence.DESIRED, secret_hash=secret_hash, device_ref=device_ref, counter=counter, limit=limit,
+            window=window, checks=checks, published=control.PUBLISHED_GENERATION, pending=presence.USES,
+            entry=presence.use_entry(now=now), returns=returns,
+        )
+
+
+class DesiredStateView(DesiredLeaseMixin, DeviceFacingMixin, OrgScopedAPIView):
     """Hot path. A device polling with the ETag it holds, when nothing its desired state is computed
-    from has changed (deployments.freshness), gets its 304 from two statements (the steady path)."""
+    from has changed (deployments.freshness), gets its 304 from its lease in Redis, or else from two
+    statements (the steady path)."""
 
     serializer_class = s.DesiredStateSerializer
 
@@ -168,11 +189,20 @@ class DesiredStateView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
         etag = request.META.get("HTTP_IF_NONE_MATCH")
         return {"etag": etag} if etag else None
 
-    def steady(self, request, *, secret_hash, device_ref, now, etag):
-        steady = control.desired_state_steady(secret_hash=secret_hash, device_ref=device_ref, now=now)
+    def steady(self, request, *, secret_hash, device_ref, now, poll, etag):
+        steady = self.desired_steady(secret_hash=secret_hash, device_ref=device_ref, now=now, poll=poll)
         if steady is None:
             return None
-        current = _etag(steady.device_id, steady.revision)
+        return self._not_modified(device_id=steady.device_id, revision=steady.revision, etag=etag)
+
+    def presence_poll(self, *, etag, **kwargs):
+        return self.desired_poll(returns=("device", "revision"), **kwargs)
+
+    def presence_answer(self, values, *, now, etag):
+        return self._not_modified(device_id=values["device"], revision=int(values["revision"]), etag=etag)
+
+    def _not_modified(self, *, device_id, revision, etag):
+        current = _etag(device_id, revision)
         if etag not in (current, f"W/{current}"):
             return None  # the content is needed: the full path computes it
         return self.steady_response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": current})
@@ -216,7 +246,7 @@ class ObservedStateView(DeviceFacingMixin, OrgScopedAPIView):
         return Response(s.ObservedStateResultSerializer(result).data)
 
 
-class SyncView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
+class SyncView(DesiredLeaseMixin, DeviceFacingMixin, OrgScopedAPIView):
     """Hot path. A sync that only asks whether the revision it holds is current, from a device with
     nothing waiting for it, is answered by the steady path when nothing changed (two statements)."""
 
@@ -234,16 +264,27 @@ class SyncView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
             return None
         return {"known_revision": revision}
 
-    def steady(self, request, *, secret_hash, device_ref, now, known_revision):
-        steady = control.desired_state_steady(secret_hash=secret_hash, device_ref=device_ref, now=now)
+    def steady(self, request, *, secret_hash, device_ref, now, poll, known_revision):
+        steady = self.desired_steady(secret_hash=secret_hash, device_ref=device_ref, now=now, poll=poll)
         if steady is None or steady.attention or steady.revision != known_revision:
             return None  # directives may wait, or the desired state is needed: the full path
+        return self._unchanged(revision=steady.revision, drift=steady.drift, drifted=steady.drifted,
+                               interval=steady.heartbeat_interval_s)
+
+    def presence_poll(self, *, known_revision, **kwargs):
+        return self.desired_poll(checks={"attention": False, "revision": known_revision},
+                                 returns=("drift", "drifted", "interval"), **kwargs)
+
+    def presence_answer(self, values, *, now, known_revision):
+        return self._unchanged(revision=known_revision, drift=values["drift"] == "1",
+                               drifted=json.loads(values["drifted"]), interval=int(values["interval"]))
+
+    def _unchanged(self, *, revision, drift, drifted, interval):
         quiet = registry.quiet_heartbeat()
-        drift = {"drift": steady.drift, "drifted": steady.drifted}
         return self.steady_response({
-            "unchanged": True, "revision": steady.revision, "directives": quiet["directives"], "drift": drift,
-            "next_sync_in_s": steady.heartbeat_interval_s, "pending_round_id": quiet["pending_round_id"],
-            "message": quiet["message"],
+            "unchanged": True, "revision": revision, "directives": quiet["directives"],
+            "drift": {"drift": drift, "drifted": drifted}, "next_sync_in_s": interval,
+            "pending_round_id": quiet["pending_round_id"], "message": quiet["message"],
         })
 
     @extend_schema(

@@ -24,7 +24,7 @@ from fleet.errors import Invalid, PayloadTooLarge
 from fleet.tenancy import credentials
 from fleet.tenancy.models import Role
 
-from .. import registry, selectors, services, validation
+from .. import presence, registry, selectors, services, validation
 from ..models import Connectivity, Device, DeviceGroup, DeviceToken
 from . import serializers as s
 from .filters import DeviceFilter
@@ -270,7 +270,12 @@ class SteadyPathMixin:
     """A device's most frequent request, answered before DRF's request cycle when nothing needs the
     full path (a view's `steady` returns None otherwise, and the full path answers in the same
     transaction). Only a well-formed device token, no query string and JSON or no content
-    negotiation qualify; the request is counted by the same rate limit, once."""
+    negotiation qualify; the request is counted by the same rate limit, once.
+
+    With presence (devices.presence), a lease in Redis answers first (`presence_poll`, then
+    `presence_answer`), without PostgreSQL; on a miss `steady` runs and, when it succeeds, writes the
+    lease through the `poll` it is given.
+    """
 
     steady_method = "GET"
     steady_accept = ("", "*/*", "application/json")  # anything else is content negotiation: full path
@@ -293,16 +298,34 @@ class SteadyPathMixin:
             return None
         secret_hash = credentials.hash_secret(secret)
         rate_key = services.device_token_rate_key(secret_hash=secret_hash)
-        allowed, _ = throttling.admit(request, view=self, scope="device", ident=rate_key)
+        now = timezone.now()
+        poll = None
+        if presence.enabled():
+            key, limit, window, left = throttling.window_of(view=self, scope="device", ident=rate_key)
+            poll = self.presence_poll(secret_hash=secret_hash, device_ref=device_ref, now=now, limit=limit,
+                                      window=window, counter=throttling.redis_key(key), **data)
+            allowed, _ = throttling.record(request, count=poll.count, limit=limit, left=left)
+        else:
+            allowed, _ = throttling.admit(request, view=self, scope="device", ident=rate_key)
         if not allowed:
             return None  # the full path answers 429 from the same count
-        return self.steady(request, secret_hash=secret_hash, device_ref=device_ref, now=timezone.now(), **data)
+        if poll is not None and poll.values is not None:
+            return self.presence_answer(poll.values, now=now, **data)
+        return self.steady(request, secret_hash=secret_hash, device_ref=device_ref, now=now, poll=poll, **data)
 
     def steady_input(self, request):
         """The keyword arguments of `steady`, when the full path would accept the request as sent."""
         return {}
 
-    def steady(self, request, *, secret_hash, device_ref, now, **data):
+    def steady(self, request, *, secret_hash, device_ref, now, poll, **data):
+        raise NotImplementedError
+
+    def presence_poll(self, *, secret_hash, device_ref, now, limit, window, counter, **data):
+        """devices.presence.poll for this request."""
+        raise NotImplementedError
+
+    def presence_answer(self, values, *, now, **data):
+        """The answer from a lease's `values`, or None for the full path."""
         raise NotImplementedError
 
     def steady_response(self, body=None, *, status=200, headers=None):
@@ -348,14 +371,33 @@ class DeviceHeartbeatView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
             data["agent_version"] = version
         return data
 
-    def steady(self, request, *, secret_hash, device_ref, now, **data):
+    def steady(self, request, *, secret_hash, device_ref, now, poll, **data):
         """The steady-state heartbeat (services.device_heartbeat_steady), or None for the full path."""
         row = services.device_heartbeat_steady(secret_hash=secret_hash, device_ref=device_ref, now=now, **data)
         if row is None:
             return None
-        status_value, interval = row
+        if poll is not None:
+            poll.write(kind=presence.HEARTBEAT, fields={
+                "device": row.device_id, "ref": row.device_ref, "org": row.organization_id, "status": row.status,
+                "agent": row.agent_version, "interval": row.heartbeat_interval_s,
+            })
+        return self._steady_answer(status=row.status, interval=row.heartbeat_interval_s, now=now)
+
+    def presence_poll(self, *, secret_hash, device_ref, now, limit, window, counter, status=None, metrics=None,
+                      agent_version=None):
+        checks = {name: value for name, value in (("status", status), ("agent", agent_version)) if value is not None}
+        return presence.poll(
+            kind=presence.HEARTBEAT, secret_hash=secret_hash, device_ref=device_ref, counter=counter, limit=limit,
+            window=window, checks=checks, pending=presence.BEATS, returns=("status", "interval"),
+            entry=presence.beat_entry(now=now, status=status, agent_version=agent_version, metrics=metrics),
+        )
+
+    def presence_answer(self, values, *, now, **data):
+        return self._steady_answer(status=values["status"], interval=int(values["interval"]), now=now)
+
+    def _steady_answer(self, *, status, interval, now):
         return self.steady_response({
-            "status": status_value,
+            "status": status,
             "last_heartbeat": now,
             "connectivity_status": Connectivity.ONLINE,
             "next_heartbeat_in_s": interval,
