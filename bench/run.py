@@ -148,6 +148,9 @@ class Server:
             [PY, "-m", "gunicorn", "fleet.wsgi:application", "--config", "fleet/gunicorn_conf.py"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
+        # Presence (devices.presence) answers steady polls from Redis only while its flush runs.
+        self.flusher = subprocess.Popen([PY, "-m", "bench.flusher"], cwd=ROOT, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -158,12 +161,24 @@ class Server:
         raise RuntimeError(f"gunicorn did not start: see {self.log_path}")
 
     def __exit__(self, *exc):
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        for process in (self.flusher, self.process):
+            process.terminate()
+            process.wait(timeout=30)
         self.log.close()
 
 
 # --- the benchmarks -------------------------------------------------------------------------------------------
+def steady_statements(fn):
+    """Statements of a steady request: on PostgreSQL's steady path (presence off), and answered from its
+    lease in Redis (devices.presence; the request before writes the lease if there was none)."""
+    from django.test import override_settings
+
+    with override_settings(PRESENCE=False):
+        postgresql = sql_statements(fn)
+    fn()
+    return postgresql, sql_statements(fn)
+
+
 def sql_statements(fn):
     """Statements a request runs, transaction control excluded."""
     from django.db import connection
@@ -185,9 +200,11 @@ def bench_heartbeat(ctx, size):
     ping = dict(url=ctx["server"].url, method="GET", requests=[["/bench/ping", {}, ""]], connections=8,
                 duration_s=size["seconds"])
     # Steady state: a new device starts flagged for attention, and its first heartbeat looks for
-    # commands and training rounds waiting for it and clears the flag (more statements). One pass
-    # over the tokens does that first, and is reported on its own.
+    # commands and training rounds waiting for it and clears the flag (more statements); its second
+    # takes PostgreSQL's steady path, which stores its lease (devices.presence) for the ones after.
+    # Two passes over the tokens do that first, each reported on its own.
     first = loadgen({**spec, "once": True})
+    second = loadgen({**spec, "once": True})
     ctx["warmed"] = True
     vacuum("devices_device", "devices_devicetoken")  # so autovacuum does not start mid-measurement
     runs = {"subject": [], "reference": []}
@@ -203,18 +220,21 @@ def bench_heartbeat(ctx, size):
         return report["rps"]
 
     ratio, a, b = interleaved(subject, reference, size["pairs"])
+    from django.conf import settings
     from django.test import Client
 
     uuid, _, secret = ctx["tokens"][0]
     client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    statements = sql_statements(
+    statements, leased = steady_statements(
         lambda: client.put(f"/api/v1/devices/{uuid}/heartbeat", body, content_type="application/json")
     )
     ctx["heartbeat_rps"] = a
     cpu = statistics.median(r["cpu_seconds"] / r["seconds"] for r in runs["subject"])
     return dict(name="heartbeat", ratio=ratio, subject=a, reference=b, unit="req/s",
                 extra={"sql_statements": len(statements), "statements": statements,
-                       "first_heartbeat_rps": first["rps"], "loadgen_cpu_share": round(cpu, 2),
+                       "sql_statements_leased": len(leased), "presence": settings.PRESENCE,
+                       "first_heartbeat_rps": first["rps"], "second_heartbeat_rps": second["rps"],
+                       "loadgen_cpu_share": round(cpu, 2),
                        "errors": sum(r["errors"] for r in runs["subject"]),
                        "server_errors": sum(r["server_errors"] for r in runs["subject"]),
                        "connection_exceptions": sum(len(r["exceptions"]) for r in runs["subject"])})
@@ -250,7 +270,8 @@ def bench_sync(ctx, size):
     heartbeat = dict(url=ctx["server"].url, method="PUT", connections=8, duration_s=size["seconds"],
                      requests=[[f"/api/v1/devices/{u}/heartbeat", headers(s), body] for u, _, s in synced])
     statuses = {}
-    if not ctx.get("warmed"):  # the heartbeat benchmark's warm-up pass, when it did not run
+    if not ctx.get("warmed"):  # the heartbeat benchmark's warm-up passes, when it did not run
+        loadgen({**heartbeat, "once": True})
         loadgen({**heartbeat, "once": True})
         vacuum("devices_device", "devices_devicetoken")
     # The steady state, both sides alike: a token records its last use at most once a minute (a write,
@@ -270,16 +291,17 @@ def bench_sync(ctx, size):
     (path, sync_headers, sync_body), (desired_path, desired_headers, _) = sync["requests"][0], desired["requests"][0]
     client = Client(HTTP_AUTHORIZATION=sync_headers["Authorization"])
     counts = {
-        "sync": len(sql_statements(lambda: client.post(path, sync_body, content_type="application/json"))),
-        "desired": len(sql_statements(
-            lambda: client.get(desired_path, HTTP_IF_NONE_MATCH=desired_headers["If-None-Match"]))),
+        "sync": steady_statements(lambda: client.post(path, sync_body, content_type="application/json")),
+        "desired": steady_statements(
+            lambda: client.get(desired_path, HTTP_IF_NONE_MATCH=desired_headers["If-None-Match"])),
     }
     return [
         dict(name="sync_unchanged", ratio=sync_ratio, subject=sync_rps, reference=hb1, unit="req/s",
              extra={"status_counts": statuses["sync"][-1], "first_sync_rps": first_sync["rps"],
-                    "sql_statements": counts["sync"]}),
+                    "sql_statements": len(counts["sync"][0]), "sql_statements_leased": len(counts["sync"][1])}),
         dict(name="desired_state_304", ratio=ds_ratio, subject=ds_rps, reference=hb2, unit="req/s",
-             extra={"status_counts": statuses["desired"][-1], "sql_statements": counts["desired"]}),
+             extra={"status_counts": statuses["desired"][-1], "sql_statements": len(counts["desired"][0]),
+                    "sql_statements_leased": len(counts["desired"][1])}),
     ]
 
 

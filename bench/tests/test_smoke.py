@@ -27,14 +27,16 @@ def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
     for line in result.stdout.splitlines():
         assert " ratio=" in line and line.endswith(("pass", "FAIL"))
     heartbeat = next(r for r in report["results"] if r["name"] == "heartbeat")
-    # Statements per (steady) heartbeat, authentication included: the credential function and one UPDATE;
-    # and no request failed on the server side.
+    # Statements per (steady) heartbeat, authentication included: on PostgreSQL the credential function
+    # and one UPDATE, none when its lease answers (devices.presence); and no request failed on the server.
     assert heartbeat["extra"]["sql_statements"] == 2, heartbeat["extra"]["statements"]
+    assert heartbeat["extra"]["presence"] and heartbeat["extra"]["sql_statements_leased"] == 0
     assert heartbeat["extra"]["errors"] == 0 and heartbeat["extra"]["server_errors"] == 0
-    # A 304 and an unchanged sync answer from the stored revision: the same two statements.
+    # A 304 and an unchanged sync answer from the stored revision: the same two statements, or none.
     for name, status in (("sync_unchanged", "200"), ("desired_state_304", "304")):
         result = next(r for r in report["results"] if r["name"] == name)
         assert result["extra"]["sql_statements"] == 2 and set(result["extra"]["status_counts"]) == {status}, result
+        assert result["extra"]["sql_statements_leased"] == 0, result
     assert report["machine"]["cores"] >= 1 and report["machine"]["postgresql"]
 
 
