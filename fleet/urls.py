@@ -1,11 +1,21 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView, SpectacularYAMLAPIView
+from drf_spectacular.views import (
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+    SpectacularYAMLAPIView,
+)
 
+from deployments.api import urls as deployment_urls
+from devices.api import urls as device_urls
 from fleet.api import health
 
 api_v1 = [
+    # Devices' polls first: resolution tries the routes in order, and these are most of the requests.
+    *device_urls.polls,
+    *deployment_urls.polls,
     path("", include("fleet.tenancy.api.urls")),
     path("", include("fleet.activity.api.urls")),
     path("", include("provisioning.api.urls")),  # before devices: devices/{device} would capture devices/provision

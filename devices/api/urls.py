@@ -10,8 +10,10 @@ router.register("device-groups", views.DeviceGroupViewSet, basename="device-grou
 
 DEVICE = "devices/<device>"
 
+# A device's most frequent request; fleet/urls.py tries it before every other route.
+polls = [path(f"{DEVICE}/heartbeat", views.DeviceHeartbeatView.as_view(), name="device-heartbeat")]
+
 urlpatterns = [
-    path(f"{DEVICE}/heartbeat", views.DeviceHeartbeatView.as_view(), name="device-heartbeat"),
     path(f"{DEVICE}/health", views.DeviceHealthView.as_view(), name="device-health"),
     path(f"{DEVICE}/activity", views.DeviceActivityView.as_view(), name="device-activity"),
     path(f"{DEVICE}/users", views.DeviceUsersView.as_view(), name="device-users"),
