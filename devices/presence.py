@@ -150,7 +150,8 @@ class Poll:
         for name, value in fields.items():
             args += [name, _text(value)]
         key = _lease_key(kind, self.secret_hash)
-        transaction.on_commit(lambda: _run(WRITE, keys=[key, EPOCH], args=args))
+        # robust: the answer is already committed, and a lease not written only costs PostgreSQL a poll.
+        transaction.on_commit(lambda: _run(WRITE, keys=[key, EPOCH], args=args), robust=True)
 
 
 def poll(*, kind, secret_hash, device_ref, counter, limit, window, checks=None, published="", pending, entry,
@@ -180,7 +181,8 @@ def forget(*, device_ids):
     hashes = DeviceToken.objects.filter(device_id__in=device_ids).values_list("secret_hash", flat=True)
     keys = [_lease_key(kind, secret_hash) for secret_hash in hashes for kind in (HEARTBEAT, DESIRED)]
     if keys:
-        transaction.on_commit(lambda: client().delete(*keys))
+        # robust: if Redis fails here, the flush drops these leases anyway (the triggers recorded the change).
+        transaction.on_commit(lambda: client().delete(*keys), robust=True)
 
 
 def beat_entry(*, now, status, agent_version, metrics):
