@@ -4,6 +4,7 @@ import json
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.http import http_date
@@ -273,20 +274,36 @@ class SteadyPathMixin:
     negotiation qualify; the request is counted by the same rate limit, once.
 
     With presence (devices.presence), a lease in Redis answers first (`presence_poll`, then
-    `presence_answer`), without PostgreSQL; on a miss `steady` runs and, when it succeeds, writes the
-    lease through the `poll` it is given.
+    `presence_answer`), without PostgreSQL: the request's transaction, which ATOMIC_REQUESTS opens
+    for every other view, starts only when PostgreSQL is needed. On a miss `steady` runs and, when
+    it succeeds, writes the lease through the `poll` it is given.
     """
 
     steady_method = "GET"
     steady_accept = ("", "*/*", "application/json")  # anything else is content negotiation: full path
 
-    def dispatch(self, request, *args, **kwargs):
-        response = self._steady(request, device_ref=kwargs["device"])
-        if response is None:
-            response = super().dispatch(request, *args, **kwargs)
-        return response
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return transaction.non_atomic_requests(super().as_view(**initkwargs))
 
-    def _steady(self, request, *, device_ref):
+    def dispatch(self, request, *args, **kwargs):
+        steady = self._steady_request(request, device_ref=kwargs["device"])
+        if steady is not None and steady["poll"] is not None and steady["poll"].values is not None:
+            response = self.presence_answer(steady["poll"].values, now=steady["now"], **steady["data"])
+            if response is not None:
+                return response  # from the lease: no database connection at all
+            steady = None  # the lease says the content is needed: the full path
+        with transaction.atomic():  # what ATOMIC_REQUESTS opens for every other view
+            if steady is not None:
+                data = steady.pop("data")
+                response = self.steady(request, **steady, **data)
+                if response is not None:
+                    return response
+            return super().dispatch(request, *args, **kwargs)
+
+    def _steady_request(self, request, *, device_ref):
+        """The steady path's arguments, the request counted (and its lease polled, with presence); None
+        when only the full path can answer."""
         if (request.method != self.steady_method or request.META.get("QUERY_STRING")
                 or request.META.get("HTTP_ACCEPT", "") not in self.steady_accept):
             return None
@@ -309,9 +326,7 @@ class SteadyPathMixin:
             allowed, _ = throttling.admit(request, view=self, scope="device", ident=rate_key)
         if not allowed:
             return None  # the full path answers 429 from the same count
-        if poll is not None and poll.values is not None:
-            return self.presence_answer(poll.values, now=now, **data)
-        return self.steady(request, secret_hash=secret_hash, device_ref=device_ref, now=now, poll=poll, **data)
+        return {"secret_hash": secret_hash, "device_ref": device_ref, "now": now, "poll": poll, "data": data}
 
     def steady_input(self, request):
         """The keyword arguments of `steady`, when the full path would accept the request as sent."""
