@@ -73,7 +73,7 @@ local n = tonumber(ARGV[8])
 for i = 0, n - 1 do
   if lease[ARGV[9 + 2 * i]] ~= ARGV[10 + 2 * i] then return miss end
 end
-if ARGV[5] ~= '' and (redis.call('GET', ARGV[5] .. lease.org) or '0') ~= lease.generation then return miss end
+if ARGV[5] ~= '' and (redis.call('GET', ARGV[5] .. (lease.org or '')) or '0') ~= lease.generation then return miss end
 redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
 local hit = {miss[1], miss[2], 'hit'}
 for i = 9 + 2 * n, #ARGV do hit[#hit + 1] = lease[ARGV[i]] or '' end
@@ -196,14 +196,14 @@ def use_entry(*, now):
 
 
 # --- flush ---------------------------------------------------------------------------------------------
-def flush(*, now=None):
+def flush():
     """Apply the queued heartbeats and token uses to PostgreSQL, drop the leases of devices that changed,
     publish the generations and mark presence alive. Returns {"heartbeats", "dropped"}."""
     if not enabled():
         return {"heartbeats": 0, "dropped": 0}
     beats, uses = _run(TAKE, keys=[BEATS, USES], args=[])
     beats, uses = _pairs(beats), _pairs(uses)
-    with rls.bypass(reason="presence flush"), transaction.atomic():
+    with rls.bypass(reason="presence flush"):  # one transaction
         refused = set(beats) - _apply_beats(beats)
         last_used = {secret_hash: json.loads(entry)["t"] for secret_hash, entry in beats.items()}
         _touch_tokens({**uses, **last_used})

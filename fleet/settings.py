@@ -159,8 +159,9 @@ else:
         "control_folder": str(_control_dir),  # kombu's default is ./control in the working directory
     }
 # Steady device polls answered from Redis, flushed to PostgreSQL every PRESENCE_FLUSH_S seconds
-# (devices/presence.py). Needs Redis; PRESENCE=0 keeps every poll on PostgreSQL.
-PRESENCE = bool(REDIS_URL) and env_bool("PRESENCE", True)
+# (devices/presence.py). Needs Redis and PostgreSQL; PRESENCE=0 keeps every poll on PostgreSQL.
+PRESENCE = bool(REDIS_URL) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "PRESENCE", True)
 PRESENCE_FLUSH_S = env_int("PRESENCE_FLUSH_S", 2)
 PRESENCE_LEASE_S = env_int("PRESENCE_LEASE_S", 600)  # a backstop: changes drop leases at the next flush
 CELERY_TASK_IGNORE_RESULT = True
