@@ -11,7 +11,7 @@ a commit; this module lets the next such poll skip PostgreSQL altogether:
   the same token, device and values is answered from the lease by one Lua script, which also counts
   the request against its rate limit and queues what PostgreSQL must learn: the heartbeat (time,
   metrics) or the token's use.
-- **Flush** (`flush`, a beat task every PRESENCE_FLUSH_S, and first thing in the connectivity
+- **Flush** (`flush`, a beat task every PRESENCE_FLUSH_S, and before and after the connectivity
   sweep): applies the queued heartbeats in one UPDATE with the PostgreSQL steady path's own
   conditions (a heartbeat whose conditions no longer hold is dropped, and so is its lease), records
   the tokens' last use, and drops the leases of every device that changed since the last flush.
@@ -29,8 +29,8 @@ a commit; this module lets the next such poll skip PostgreSQL altogether:
 What this trades: PostgreSQL's last-seen time and metrics lag by up to one flush interval, a change
 made by an operator (suspension, a command waiting, a new rollout) reaches a leased device's answers
 up to one flush interval later, and a crash of the flush, or of Redis, loses at most the queued
-last-seen times (the device's next heartbeat writes them again). Disabled without Redis
-(`PRESENCE`). Scripts read keys they are not given (the organization's generation): one Redis, not
+last-seen times (the device's next heartbeat writes them again). Off without Redis or without
+PostgreSQL (`PRESENCE`). Scripts read keys they are not given (the organization's generation): one Redis, not
 a cluster.
 """
 
