@@ -159,7 +159,8 @@ def poll(*, kind, secret_hash, device_ref, counter, limit, window, checks=None, 
     """Answer a poll from the token's `kind` lease in one round trip, counting it in `counter` (the rate
     limit's Redis key) whatever the outcome. A hit needs the lease to name the device `device_ref`,
     to hold each of `checks` ({field: value}) and, with `published` (a publisher's name prefix), its
-    `generation` to be the one published for its organization; it queues `entry` in `pending` (BEATS or USES) under the token and returns `returns`."""
+    `generation` to be the one published for its organization; it queues `entry` in `pending` (BEATS
+    or USES) under the token and returns `returns`."""
     try:
         device_uuid = str(uuid.UUID(device_ref))
     except ValueError:
@@ -202,11 +203,10 @@ def flush():
     if not enabled():
         return {"heartbeats": 0, "dropped": 0}
     beats, uses = _run(TAKE, keys=[BEATS, USES], args=[])
-    beats, uses = _pairs(beats), _pairs(uses)
+    beats = {secret_hash: json.loads(entry) for secret_hash, entry in _pairs(beats).items()}
     with rls.bypass(reason="presence flush"):  # one transaction
         refused = set(beats) - _apply_beats(beats)
-        last_used = {secret_hash: json.loads(entry)["t"] for secret_hash, entry in beats.items()}
-        _touch_tokens({**uses, **last_used})
+        _touch_tokens({**_pairs(uses), **{secret_hash: beat["t"] for secret_hash, beat in beats.items()}})
         drop = refused | _changed_tokens()
         published = {}
         for publisher in registry.presence_publishers():
@@ -229,16 +229,15 @@ def _pairs(flat):
 
 
 def _apply_beats(beats):
-    """One UPDATE for every queued heartbeat, with the PostgreSQL steady path's SQL (token live, status and
-    agent version as reported, online, nothing waiting); never moves last_heartbeat back. Returns the
-    token hashes applied."""
+    """One UPDATE for every queued heartbeat ({token hash: decoded beat_entry}), with the PostgreSQL
+    steady path's SQL (token live, status and agent version as reported, online, nothing waiting);
+    never moves last_heartbeat back. Returns the token hashes applied."""
     if not beats:
         return set()
     from .services import steady_heartbeat_params, steady_heartbeat_sql
 
     columns = {"hashes": [], "times": [], "statuses": [], "agents": [], "metrics": []}
-    for secret_hash, entry in beats.items():
-        beat = json.loads(entry)
+    for secret_hash, beat in beats.items():
         for name, value in zip(columns, (secret_hash, beat["t"], beat["s"], beat["a"], json.dumps(beat["m"])),
                                strict=True):
             columns[name].append(value)

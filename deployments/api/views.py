@@ -170,12 +170,9 @@ class DesiredLeaseMixin(SteadyPathMixin):
             poll.write(kind=presence.DESIRED, fields=steady.lease())
         return steady
 
-    def desired_poll(self, *, secret_hash, device_ref, now, limit, window, counter, checks=None, returns):
-        return presence.poll(
-            kind=presence.DESIRED, secret_hash=secret_hash, device_ref=device_ref, counter=counter, limit=limit,
-            window=window, checks=checks, published=control.PUBLISHED_GENERATION, pending=presence.USES,
-            entry=presence.use_entry(now=now), returns=returns,
-        )
+    def desired_query(self, *, now, returns, checks=None):
+        return {"kind": presence.DESIRED, "checks": checks, "published": control.PUBLISHED_GENERATION,
+                "pending": presence.USES, "entry": presence.use_entry(now=now), "returns": returns}
 
 
 class DesiredStateView(DesiredLeaseMixin, DeviceFacingMixin, OrgScopedAPIView):
@@ -195,8 +192,8 @@ class DesiredStateView(DesiredLeaseMixin, DeviceFacingMixin, OrgScopedAPIView):
             return None
         return self._not_modified(device_id=steady.device_id, revision=steady.revision, etag=etag)
 
-    def presence_poll(self, *, etag, **kwargs):
-        return self.desired_poll(returns=("device", "revision"), **kwargs)
+    def presence_query(self, *, now, etag):
+        return self.desired_query(now=now, returns=("device", "revision"))
 
     def presence_answer(self, values, *, now, etag):
         return self._not_modified(device_id=values["device"], revision=int(values["revision"]), etag=etag)
@@ -271,9 +268,9 @@ class SyncView(DesiredLeaseMixin, DeviceFacingMixin, OrgScopedAPIView):
         return self._unchanged(revision=steady.revision, drift=steady.drift, drifted=steady.drifted,
                                interval=steady.heartbeat_interval_s)
 
-    def presence_poll(self, *, known_revision, **kwargs):
-        return self.desired_poll(checks={"attention": False, "revision": known_revision},
-                                 returns=("drift", "drifted", "interval"), **kwargs)
+    def presence_query(self, *, now, known_revision):
+        return self.desired_query(now=now, checks={"attention": False, "revision": known_revision},
+                                  returns=("drift", "drifted", "interval"))
 
     def presence_answer(self, values, *, now, known_revision):
         return self._unchanged(revision=known_revision, drift=values["drift"] == "1",

@@ -273,7 +273,7 @@ class SteadyPathMixin:
     transaction). Only a well-formed device token, no query string and JSON or no content
     negotiation qualify; the request is counted by the same rate limit, once.
 
-    With presence (devices.presence), a lease in Redis answers first (`presence_poll`, then
+    With presence (devices.presence), a lease in Redis answers first (`presence_query`, then
     `presence_answer`), without PostgreSQL: the request's transaction, which ATOMIC_REQUESTS opens
     for every other view, starts only when PostgreSQL is needed. On a miss `steady` runs and, when
     it succeeds, writes the lease through the `poll` it is given.
@@ -319,8 +319,8 @@ class SteadyPathMixin:
         poll = None
         if presence.enabled():
             key, limit, window, left = throttling.window_of(view=self, scope="device", ident=rate_key)
-            poll = self.presence_poll(secret_hash=secret_hash, device_ref=device_ref, now=now, limit=limit,
-                                      window=window, counter=throttling.redis_key(key), **data)
+            poll = presence.poll(secret_hash=secret_hash, device_ref=device_ref, counter=throttling.redis_key(key),
+                                 limit=limit, window=window, **self.presence_query(now=now, **data))
             allowed, _ = throttling.record(request, count=poll.count, limit=limit, left=left)
         else:
             allowed, _ = throttling.admit(request, view=self, scope="device", ident=rate_key)
@@ -335,8 +335,9 @@ class SteadyPathMixin:
     def steady(self, request, *, secret_hash, device_ref, now, poll, **data):
         raise NotImplementedError
 
-    def presence_poll(self, *, secret_hash, device_ref, now, limit, window, counter, **data):
-        """devices.presence.poll for this request."""
+    def presence_query(self, *, now, **data):
+        """What devices.presence.poll asks of this request's lease: kind, checks, published, pending, entry
+        and returns."""
         raise NotImplementedError
 
     def presence_answer(self, values, *, now, **data):
@@ -398,14 +399,11 @@ class DeviceHeartbeatView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
             })
         return self._steady_answer(status=row.status, interval=row.heartbeat_interval_s, now=now)
 
-    def presence_poll(self, *, secret_hash, device_ref, now, limit, window, counter, status=None, metrics=None,
-                      agent_version=None):
+    def presence_query(self, *, now, status=None, metrics=None, agent_version=None):
         checks = {name: value for name, value in (("status", status), ("agent", agent_version)) if value is not None}
-        return presence.poll(
-            kind=presence.HEARTBEAT, secret_hash=secret_hash, device_ref=device_ref, counter=counter, limit=limit,
-            window=window, checks=checks, pending=presence.BEATS, returns=("status", "interval"),
-            entry=presence.beat_entry(now=now, status=status, agent_version=agent_version, metrics=metrics),
-        )
+        return {"kind": presence.HEARTBEAT, "checks": checks, "pending": presence.BEATS,
+                "returns": ("status", "interval"),
+                "entry": presence.beat_entry(now=now, status=status, agent_version=agent_version, metrics=metrics)}
 
     def presence_answer(self, values, *, now, **data):
         return self._steady_answer(status=values["status"], interval=int(values["interval"]), now=now)
