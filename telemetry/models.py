@@ -14,8 +14,9 @@ class Reading(OrgScopedModel):
     """One value of one metric of one device at one instant.
 
     (device, metric, ts) is unique: a replayed reading is ignored, the first write wins. The
-    unique index doubles as the (device, metric, ts) lookup index; PostgreSQL also gets a BRIN
-    index on ts (migration 0002) for organization-wide time ranges (exports).
+    unique index doubles as the (device, metric, ts) lookup index, and on PostgreSQL it INCLUDEs
+    org_id and value (migration 0004) so exports read it alone; PostgreSQL also gets a BRIN index on
+    ts (migration 0002) for organization-wide time ranges.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

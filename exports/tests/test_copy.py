@@ -3,11 +3,13 @@
 import csv
 import datetime as dt
 import io
+import re
+import uuid
 import zipfile
 from functools import partial
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from devices.tests.factories import DeviceFactory
 from exports import archive, services
@@ -124,3 +126,25 @@ def test_copy_runs_under_row_level_security(org, other_org, settings):
             assert services._copy_chunk(member, services.READINGS, queryset, 100) == (0, None)
         finally:
             member.close()
+
+
+def test_a_readings_chunk_reads_only_columns_the_unique_index_holds(org):
+    """The unique (device, metric, ts) index INCLUDEs org_id and value (telemetry migration 0004), so a
+    readings chunk is an index-only scan. A column it reads that the index lacks would fetch the heap
+    page of every reading again (2.6x instead of 1.6x the reference COPY, docs/performance.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a"
+            " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+            " WHERE i.indexrelid = 'reading_unique_device_metric_ts'::regclass"
+        )
+        indexed = set(cursor.fetchone()[0])
+    assert indexed == {"device_id", "metric", "ts", "org_id", "value"}
+
+    job = ExportJobFactory(organization=org)
+    rows = services.READINGS
+    last = (uuid.uuid4(), "temp", T0)
+    chunk = services._scope_readings(job).filter(services._after(rows.keys, last)).order_by(*rows.keys)
+    sql, _ = chunk.values_list(*rows.sql)[:10].query.sql_with_params()
+    read = set(re.findall(r'"telemetry_reading"\."(\w+)"', sql))
+    assert read and read <= indexed, read - indexed
