@@ -22,7 +22,8 @@ a commit; this module lets the next such poll skip PostgreSQL altogether:
   the one its poll saw, so a lease can never be built from a read older than a change already
   consumed. A change thus reaches the devices within one flush interval.
 - **Desired state.** Its lease holds the organization's generation (deployments.freshness); each
-  flush publishes every organization's current generation, and a lease with another one misses.
+  flush publishes the generations that changed (all of them now and then, `_Sent`), and a lease
+  with another one than the published one misses.
 - **Liveness.** The flush sets `fleet:presence:alive` for three intervals. Without it (no worker or
   beat, Redis restarted) every poll misses, and PostgreSQL answers exactly as before.
 
@@ -36,6 +37,7 @@ a cluster.
 
 import functools
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -89,15 +91,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: the pending hashes. Returns each one's field/value list, and empties them.
+# KEYS: the two pending hashes, epoch. Returns each hash's field/value list (and empties them), then the epoch.
 TAKE = """
 local taken = {}
-for i, key in ipairs(KEYS) do
-  taken[i] = redis.call('HGETALL', key)
-  redis.call('DEL', key)
+for i = 1, 2 do
+  taken[i] = redis.call('HGETALL', KEYS[i])
+  redis.call('DEL', KEYS[i])
 end
+taken[3] = redis.call('GET', KEYS[3]) or '0'
 return taken
 """
+# Published values expire after PUBLISHED_TTL flush intervals and are all sent again every
+# REPUBLISH_EVERY intervals (keys Redis evicted, organizations deleted); in between a flush sends
+# only the values that changed.
+PUBLISHED_TTL, REPUBLISH_EVERY = 30, 10
 
 
 def enabled():
@@ -199,10 +206,10 @@ def use_entry(*, now):
 # --- flush ---------------------------------------------------------------------------------------------
 def flush():
     """Apply the queued heartbeats and token uses to PostgreSQL, drop the leases of devices that changed,
-    publish the generations and mark presence alive. Returns {"heartbeats", "dropped"}."""
+    publish the generations that changed and mark presence alive. Returns {"heartbeats", "dropped"}."""
     if not enabled():
         return {"heartbeats": 0, "dropped": 0}
-    beats, uses = _run(TAKE, keys=[BEATS, USES], args=[])
+    beats, uses, epoch = _run(TAKE, keys=[BEATS, USES, EPOCH], args=[])
     beats = {secret_hash: json.loads(entry) for secret_hash, entry in _pairs(beats).items()}
     with rls.bypass(reason="presence flush"):  # one transaction
         refused = set(beats) - _apply_beats(beats)
@@ -211,17 +218,43 @@ def flush():
         published = {}
         for publisher in registry.presence_publishers():
             published.update(publisher())
+        send = _sent.changed(published, epoch=epoch)
         # Inside the transaction: if Redis fails, the changes stay recorded for the next flush.
         interval = settings.PRESENCE_FLUSH_S
         pipe = client().pipeline(transaction=True)
         for secret_hash in drop:
             pipe.delete(_lease_key(HEARTBEAT, secret_hash), _lease_key(DESIRED, secret_hash))
         pipe.incr(EPOCH)
-        for name, value in published.items():
-            pipe.set(PUBLISHED + name, _text(value), ex=10 * interval)
+        for name, value in send.items():
+            pipe.set(PUBLISHED + name, value, ex=PUBLISHED_TTL * interval)
         pipe.set(ALIVE, "1", ex=3 * interval)
-        pipe.execute()
+        _sent.done(send, found=epoch, left=pipe.execute()[len(drop)])
     return {"heartbeats": len(beats) - len(refused), "dropped": len(drop)}
+
+
+class _Sent:
+    """What this process last published, and the epoch its last flush left. A flush sends only the
+    values that changed, unless the epoch it finds is not that one (its first flush, another process
+    flushed since, Redis lost or restored its keys) or the last full send is REPUBLISH_EVERY
+    intervals old: then it sends them all."""
+
+    def __init__(self):
+        self.values, self.epoch, self.full_at = {}, None, 0.0
+
+    def changed(self, published, *, epoch):
+        published = {name: _text(value) for name, value in published.items()}
+        if epoch != self.epoch or time.monotonic() - self.full_at >= REPUBLISH_EVERY * settings.PRESENCE_FLUSH_S:
+            self.values, self.full_at = {}, time.monotonic()
+        return {name: value for name, value in published.items() if self.values.get(name) != value}
+
+    def done(self, sent, *, found, left):
+        self.values.update(sent)
+        # Another flush between this one's read of the epoch and its increment may have published
+        # older values: the next flush then sends them all.
+        self.epoch = str(left) if left == int(found) + 1 else None
+
+
+_sent = _Sent()
 
 
 def _pairs(flat):
