@@ -60,7 +60,7 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(autouse=True)
 def _presence_keys():
     """Presence (devices.presence) answers polls from Redis only once a flush has run: every test starts
-    without its keys, so only the tests that flush use it."""
+    without its keys, so only the tests that flush use it, and with no memory of what was published."""
     if HAS_REDIS:
         from devices import presence
 
@@ -68,6 +68,7 @@ def _presence_keys():
         keys = list(client.scan_iter(f"{presence.PREFIX}*"))
         if keys:
             client.delete(*keys)
+        presence._sent = presence._Sent()
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,8 @@ a commit; this module lets the next such poll skip PostgreSQL altogether:
   the one its poll saw, so a lease can never be built from a read older than a change already
   consumed. A change thus reaches the devices within one flush interval.
 - **Desired state.** Its lease holds the organization's generation (deployments.freshness); each
-  flush publishes the generations that changed (all of them now and then, `_Sent`), and a lease
-  with another one than the published one misses.
+  flush publishes the generations that changed (all of them now and then, `_Sent`; never a lower
+  one over a higher one), and a lease with another one than the published one misses.
 - **Liveness.** The flush sets `fleet:presence:alive` for three intervals. Without it (no worker or
   beat, Redis restarted) every poll misses, and PostgreSQL answers exactly as before.
 
@@ -91,19 +91,28 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: the two pending hashes, epoch. Returns each hash's field/value list (and empties them), then the epoch.
+# KEYS: the pending hashes. Returns each one's field/value list, and empties them.
 TAKE = """
 local taken = {}
-for i = 1, 2 do
-  taken[i] = redis.call('HGETALL', KEYS[i])
-  redis.call('DEL', KEYS[i])
+for i, key in ipairs(KEYS) do
+  taken[i] = redis.call('HGETALL', key)
+  redis.call('DEL', key)
 end
-taken[3] = redis.call('GET', KEYS[3]) or '0'
 return taken
 """
-# Published values expire after PUBLISHED_TTL flush intervals and are all sent again every
-# REPUBLISH_EVERY intervals (keys Redis evicted, organizations deleted); in between a flush sends
-# only the values that changed.
+
+# KEYS: published keys. ARGV: time to live, then each key's value. Published values are counters that
+# only increase: a lower one (from a concurrent flush that read PostgreSQL earlier) is not written.
+PUBLISH = """
+for i, key in ipairs(KEYS) do
+  local stored = tonumber(redis.call('GET', key) or '')
+  if not stored or stored <= tonumber(ARGV[i + 1]) then redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+end
+return #KEYS
+"""
+# Published values expire after PUBLISHED_TTL flush intervals. A process sends them all every
+# REPUBLISH_EVERY intervals (keys Redis evicted or lost, and their expiry), and in between only the
+# values that changed since it last sent them.
 PUBLISHED_TTL, REPUBLISH_EVERY = 30, 10
 
 
@@ -209,7 +218,7 @@ def flush():
     publish the generations that changed and mark presence alive. Returns {"heartbeats", "dropped"}."""
     if not enabled():
         return {"heartbeats": 0, "dropped": 0}
-    beats, uses, epoch = _run(TAKE, keys=[BEATS, USES, EPOCH], args=[])
+    beats, uses = _run(TAKE, keys=[BEATS, USES], args=[])
     beats = {secret_hash: json.loads(entry) for secret_hash, entry in _pairs(beats).items()}
     with rls.bypass(reason="presence flush"):  # one transaction
         refused = set(beats) - _apply_beats(beats)
@@ -218,40 +227,39 @@ def flush():
         published = {}
         for publisher in registry.presence_publishers():
             published.update(publisher())
-        send = _sent.changed(published, epoch=epoch)
+        send = _sent.changed(published)
         # Inside the transaction: if Redis fails, the changes stay recorded for the next flush.
         interval = settings.PRESENCE_FLUSH_S
         pipe = client().pipeline(transaction=True)
         for secret_hash in drop:
             pipe.delete(_lease_key(HEARTBEAT, secret_hash), _lease_key(DESIRED, secret_hash))
         pipe.incr(EPOCH)
-        for name, value in send.items():
-            pipe.set(PUBLISHED + name, value, ex=PUBLISHED_TTL * interval)
+        if send:
+            _script(settings.REDIS_URL, PUBLISH)(keys=[PUBLISHED + name for name in send],
+                                                  args=[PUBLISHED_TTL * interval, *send.values()], client=pipe)
         pipe.set(ALIVE, "1", ex=3 * interval)
-        _sent.done(send, found=epoch, left=pipe.execute()[len(drop)])
+        pipe.execute()
+        _sent.done(send)
     return {"heartbeats": len(beats) - len(refused), "dropped": len(drop)}
 
 
 class _Sent:
-    """What this process last published, and the epoch its last flush left. A flush sends only the
-    values that changed, unless the epoch it finds is not that one (its first flush, another process
-    flushed since, Redis lost or restored its keys) or the last full send is REPUBLISH_EVERY
-    intervals old: then it sends them all."""
+    """The values this process last published. A flush sends only those that changed, and all of them
+    when this process's last full send is REPUBLISH_EVERY intervals old. Every worker process keeps its
+    own: PUBLISH's ordering makes any interleaving of their flushes safe."""
 
     def __init__(self):
-        self.values, self.epoch, self.full_at = {}, None, 0.0
+        self.values, self.full_at = {}, None
 
-    def changed(self, published, *, epoch):
+    def changed(self, published):
+        now = time.monotonic()
+        if self.full_at is None or now - self.full_at >= REPUBLISH_EVERY * settings.PRESENCE_FLUSH_S:
+            self.values, self.full_at = {}, now
         published = {name: _text(value) for name, value in published.items()}
-        if epoch != self.epoch or time.monotonic() - self.full_at >= REPUBLISH_EVERY * settings.PRESENCE_FLUSH_S:
-            self.values, self.full_at = {}, time.monotonic()
         return {name: value for name, value in published.items() if self.values.get(name) != value}
 
-    def done(self, sent, *, found, left):
+    def done(self, sent):
         self.values.update(sent)
-        # Another flush between this one's read of the epoch and its increment may have published
-        # older values: the next flush then sends them all.
-        self.epoch = str(left) if left == int(found) + 1 else None
 
 
 _sent = _Sent()
