@@ -271,8 +271,13 @@ def test_bulk_labels_rejects_bad_requests_whole(client_a, org, other_org):
     response = client_a.post(url, {"target": {"selector": {}}, "set": {"x1": "a", "x2": "b"}}, format="json")
     assert response.status_code == 400 and "set" in response.json()["fields"]
     assert labels_of(org)["small"] == {}  # nothing changed anywhere
-    # replacing an existing key does not add one
+    # replacing an existing key does not add one; a new key beside it does
     assert client_a.post(url, {"target": {"device_ids": ["full"]}, "set": {"k0": "w"}}, format="json").status_code == 200
+    assert client_a.post(url, {"target": {"device_ids": ["full"]}, "set": {"k0": "v", "x1": "a"}},
+                         format="json").status_code == 200  # 64
+    response = client_a.post(url, {"target": {"selector": {}}, "set": {"k1": "w", "x2": "b"}}, format="json")
+    assert response.status_code == 400 and response.json()["fields"]["set"] == [
+        "1 device(s) would have more than 64 labels; nothing was changed."]
     assert client_a.post(url, {"target": {"device_ids": [str(foreign.id)]}, "set": {"a": "b"}},
                          format="json").status_code == 400
     assert client_a.post(url, {"target": {"group": "nope"}, "set": {"a": "b"}}, format="json").status_code == 400
