@@ -608,6 +608,11 @@ class SteadyHeartbeat:
     organization_id: uuid.UUID
     agent_version: str | None
 
+    def lease(self):
+        """What devices.presence stores of it (a `HEARTBEAT` lease)."""
+        return {"device": self.device_id, "ref": self.device_ref, "org": self.organization_id, "status": self.status,
+                "agent": self.agent_version, "interval": self.heartbeat_interval_s}
+
 
 def _users_seen(*, device, users, now):
     """Upsert the end users an agent reports and their junction rows (three statements).

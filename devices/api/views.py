@@ -393,10 +393,7 @@ class DeviceHeartbeatView(SteadyPathMixin, DeviceFacingMixin, OrgScopedAPIView):
         if row is None:
             return None
         if poll is not None:
-            poll.write(kind=presence.HEARTBEAT, fields={
-                "device": row.device_id, "ref": row.device_ref, "org": row.organization_id, "status": row.status,
-                "agent": row.agent_version, "interval": row.heartbeat_interval_s,
-            })
+            poll.write(kind=presence.HEARTBEAT, fields=row.lease())
         return self._steady_answer(status=row.status, interval=row.heartbeat_interval_s, now=now)
 
     def presence_query(self, *, now, status=None, metrics=None, agent_version=None):
