@@ -49,6 +49,7 @@ def parse_rate(rate):
 
 def admit(request, *, view, scope, ident):
     """Count `request` against the limit of credential `ident` of kind `scope`, once per request.
+
     Returns (allowed, seconds until the window ends). A request counted by a steady path
     (devices.api.views.SteadyPathMixin) that then takes the full path keeps its verdict instead of
     counting twice.
