@@ -35,7 +35,9 @@ def seed_devices(*, organization, count, prefix="bench"):
         "platform": "(ARRAY[" + ",".join(f"'{p}'" for p in PLATFORMS) + f"])[1 + i %% {len(PLATFORMS)}]",
         "labels": f"jsonb_build_object('site', 'site-' || (i %% {SITES}), 'tier', (ARRAY['edge','gold','silver'])[1 + i %% 3])",
         "hardware": "jsonb_build_object('ram', 8589934592, 'cpu_cores', 8)",
-        "created_at": "now()",
+        # One registration a minute, newest first: a fleet enrolled over time. (Identical timestamps
+        # would make every newest-first page sort all the matching devices.)
+        "created_at": "now() - i * interval '1 minute'",
         "updated_at": "now()",
     }
     columns, params = _defaults(Device, explicit)
