@@ -94,8 +94,9 @@ class Device(OrgScopedModel):
         ]
         # No index on what every heartbeat rewrites (last_heartbeat, stale_at, offline_at): the UPDATE
         # then stays a HOT update (no index entries written; migration 0007 leaves room on each page)
-        # instead of inserting into every index of the table, GIN labels included. The sweep and the
-        # rare last-seen ordering scan instead (docs/performance.md).
+        # instead of inserting into every index of the table. The sweep and the rare last-seen
+        # ordering scan instead (docs/performance.md). No index on labels either: under row-level
+        # security no label filter can use one (migration 0011).
 
     def __str__(self):
         return self.name or self.device_id

@@ -40,3 +40,29 @@ def test_the_tables_written_most_have_no_redundant_index():
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'", [WRITTEN_MOST])
         assert cursor.fetchone()[0] == len(WRITTEN_MOST)  # the names above are real tables
     assert redundant == [], [f"{table}: {index} is covered by {covering}" for table, index, covering in redundant]
+
+
+# An index whose first column's operators are none of them leakproof: under row-level security
+# PostgreSQL applies the policy before any condition of the query whose operator is not leakproof, so
+# such an index can never serve the runtime role (jsonb @> on a GIN index, for one).
+UNUSABLE_UNDER_RLS = """
+SELECT i.indexrelid::regclass::text
+FROM pg_index i
+JOIN pg_class t ON t.oid = i.indrelid
+WHERE t.relforcerowsecurity AND NOT EXISTS (
+  SELECT 1 FROM pg_opclass oc
+  JOIN pg_amop op ON op.amopfamily = oc.opcfamily AND op.amoppurpose = 's'
+  JOIN pg_operator o ON o.oid = op.amopopr
+  JOIN pg_proc p ON p.oid = o.oprcode
+  WHERE oc.oid = i.indclass[0] AND p.proleakproof
+)
+"""
+
+
+def test_every_index_of_an_organization_scoped_table_can_serve_the_runtime_role():
+    with connection.cursor() as cursor:
+        cursor.execute(UNUSABLE_UNDER_RLS)
+        unusable = [name for (name,) in cursor.fetchall()]
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relforcerowsecurity")
+        assert cursor.fetchone()[0] > 20  # the organization-scoped tables are there
+    assert unusable == [], f"no query of the runtime role can use {unusable}"
