@@ -1,13 +1,12 @@
 import re
 
 import django_filters
-from django.db import connection
 from django.db.models import Q
-from django.db.models.fields.json import KeyTransform
 from rest_framework.exceptions import NotFound, ValidationError
 
 from fleet.api.views import is_uuid
 
+from ..label_selector import selector_q
 from ..models import Connectivity, Device, DeviceStatus, Platform
 
 LABEL_PARAM = re.compile(r"^label\[(?P<key>[^\]]+)\]$")
@@ -72,11 +71,4 @@ class DeviceFilter(django_filters.FilterSet):
 
 def label_filter(queryset, labels):
     """Devices carrying every `key=value` of `labels`."""
-    if not labels:
-        return queryset
-    if connection.vendor == "postgresql":
-        return queryset.filter(labels__contains=labels)  # jsonb @>
-    for index, (key, value) in enumerate(labels.items()):
-        alias = f"_label_{index}"
-        queryset = queryset.alias(**{alias: KeyTransform(key, "labels")}).filter(**{alias: value})
-    return queryset
+    return queryset.filter(selector_q({"match_labels": labels})) if labels else queryset
