@@ -1,4 +1,12 @@
+from datetime import UTC
+
 from rest_framework import serializers
+
+
+def iso(value):
+    """A datetime as the API writes it (DRF's DateTimeField with DATETIME_FORMAT "iso-8601"): UTC,
+    with `Z`. For representations built without DRF's fields."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class StrictSerializer(serializers.Serializer):
