@@ -283,7 +283,8 @@ class DeviceSerializer(DeviceRefSerializer):
             "agent_version": device.agent_version,
             "installed_at": iso(device.installed_at),
             "hardware": {
-                name: None if hardware.get(name) is None else convert(hardware[name]) for name, convert in HARDWARE_FIELDS
+                name: None if hardware.get(name) is None else convert(hardware[name])
+                for name, convert in HARDWARE_FIELDS
             },
             "extensions": self.fields["extensions"].to_representation(device.extensions),
             "last_heartbeat": iso(device.last_heartbeat),

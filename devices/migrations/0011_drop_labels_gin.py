@@ -2,7 +2,7 @@
 # written by the query can become an index condition only if its operator is leakproof, and jsonb's
 # containment (@>) is not: PostgreSQL evaluates the policy first, so the runtime role's label filters
 # scan the organization's devices whatever the index. It still cost a write per label change, and it
-# kept those UPDATEs from being HOT (docs/performance.md). fleet/tenancy/tests/test_rls_indexes.py
+# kept those UPDATEs from being HOT (docs/performance.md). fleet/tenancy/tests/test_indexes.py
 # checks that every index of an organization-scoped table can serve the runtime role.
 
 from django.db import migrations
