@@ -115,8 +115,10 @@ def loadgen(spec):
     return json.loads(result.stdout)
 
 
-def interleaved(subject, reference, pairs, higher_is_better=True):
-    """A B A B …: per-pair ratios and their median (subject / reference)."""
+def interleaved(subject, reference, pairs):
+    """A B A B …: the median of the per-pair ratios (subject / reference), the medians of each side, and
+    every pair as measured (in the JSON report: a pair whose sides ran at different machine speeds
+    shows there)."""
     a_values, b_values, ratios = [], [], []
     for _ in range(pairs):
         a = subject()
@@ -124,7 +126,8 @@ def interleaved(subject, reference, pairs, higher_is_better=True):
         a_values.append(a)
         b_values.append(b)
         ratios.append(a / b if b else 0.0)
-    return statistics.median(ratios), statistics.median(a_values), statistics.median(b_values)
+    measured = [[round(a, 3), round(b, 3)] for a, b in zip(a_values, b_values, strict=True)]
+    return statistics.median(ratios), statistics.median(a_values), statistics.median(b_values), measured
 
 
 def verdict(name, ratio):
@@ -222,7 +225,7 @@ def bench_heartbeat(ctx, size):
         runs["reference"].append(report)
         return report["rps"]
 
-    ratio, a, b = interleaved(subject, reference, size["rate_pairs"])
+    ratio, a, b, pairs = interleaved(subject, reference, size["rate_pairs"])
     from django.conf import settings
     from django.test import Client
 
@@ -233,7 +236,7 @@ def bench_heartbeat(ctx, size):
     )
     ctx["heartbeat_rps"] = a
     cpu = statistics.median(r["cpu_seconds"] / r["seconds"] for r in runs["subject"])
-    return dict(name="heartbeat", ratio=ratio, subject=a, reference=b, unit="req/s",
+    return dict(name="heartbeat", ratio=ratio, subject=a, reference=b, pairs=pairs, unit="req/s",
                 extra={"sql_statements": len(statements), "statements": statements,
                        "sql_statements_leased": len(leased), "presence": settings.PRESENCE,
                        "first_heartbeat_rps": first["rps"], "second_heartbeat_rps": second["rps"],
@@ -249,13 +252,13 @@ def bench_device_list(ctx, size):
                 requests=[[f"/api/v1/devices?label[site]=site-{i}&limit=100", auth, ""] for i in range(10)])
     ref = dict(url=ctx["server"].url, method="GET", connections=4, duration_s=size["seconds"],
                requests=[[f"/bench/devices?org={ctx['org'].slug}&site=site-{i}&limit=100", {}, ""] for i in range(10)])
-    ratio, a, b = interleaved(lambda: loadgen(spec)["rps"], lambda: loadgen(ref)["rps"], size["rate_pairs"])
+    ratio, a, b, pairs = interleaved(lambda: loadgen(spec)["rps"], lambda: loadgen(ref)["rps"], size["rate_pairs"])
     from django.test import Client
 
     client = Client(HTTP_AUTHORIZATION=auth["Authorization"])
     counts = {limit: len(sql_statements(lambda limit=limit: client.get("/api/v1/devices", {"label[site]": "site-1", "limit": limit})))
               for limit in (10, 1000)}
-    return dict(name="device_list", ratio=ratio, subject=a, reference=b, unit="req/s",
+    return dict(name="device_list", ratio=ratio, subject=a, reference=b, pairs=pairs, unit="req/s",
                 extra={"queries_limit_10": counts[10], "queries_limit_1000": counts[1000]})
 
 
@@ -287,8 +290,8 @@ def bench_sync(ctx, size):
         statuses.setdefault(key, []).append(report["status_counts"])
         return report["rps"]
 
-    sync_ratio, sync_rps, hb1 = interleaved(lambda: run(sync, "sync"), lambda: run(heartbeat, "hb"), size["rate_pairs"])
-    ds_ratio, ds_rps, hb2 = interleaved(lambda: run(desired, "desired"), lambda: run(heartbeat, "hb"), size["rate_pairs"])
+    sync_ratio, sync_rps, hb1, sync_pairs = interleaved(lambda: run(sync, "sync"), lambda: run(heartbeat, "hb"), size["rate_pairs"])
+    ds_ratio, ds_rps, hb2, ds_pairs = interleaved(lambda: run(desired, "desired"), lambda: run(heartbeat, "hb"), size["rate_pairs"])
     from django.test import Client
 
     (path, sync_headers, sync_body), (desired_path, desired_headers, _) = sync["requests"][0], desired["requests"][0]
@@ -299,10 +302,10 @@ def bench_sync(ctx, size):
             lambda: client.get(desired_path, HTTP_IF_NONE_MATCH=desired_headers["If-None-Match"])),
     }
     return [
-        dict(name="sync_unchanged", ratio=sync_ratio, subject=sync_rps, reference=hb1, unit="req/s",
+        dict(name="sync_unchanged", ratio=sync_ratio, subject=sync_rps, reference=hb1, pairs=sync_pairs, unit="req/s",
              extra={"status_counts": statuses["sync"][-1], "first_sync_rps": first_sync["rps"],
                     "sql_statements": len(counts["sync"][0]), "sql_statements_leased": len(counts["sync"][1])}),
-        dict(name="desired_state_304", ratio=ds_ratio, subject=ds_rps, reference=hb2, unit="req/s",
+        dict(name="desired_state_304", ratio=ds_ratio, subject=ds_rps, reference=hb2, pairs=ds_pairs, unit="req/s",
              extra={"status_counts": statuses["desired"][-1], "sql_statements": len(counts["desired"][0]),
                     "sql_statements_leased": len(counts["desired"][1])}),
     ]
@@ -359,12 +362,12 @@ def bench_readings(ctx, size):
         offsets["next"] += rows
         return rows / (time.perf_counter() - start)
 
-    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    ratio, a, b, pairs = interleaved(subject, reference, size["pairs"])
     # Leave the table as seeded: the export benchmark reads it next, through the same index.
     with admin_connection() as conn:
         removed = conn.execute(f"DELETE FROM {Reading._meta.db_table} WHERE metric IN ('load', 'copy')").rowcount
     vacuum(Reading._meta.db_table)
-    return dict(name="readings_ingest", ratio=ratio, subject=a, reference=b, unit="readings/s",
+    return dict(name="readings_ingest", ratio=ratio, subject=a, reference=b, pairs=pairs, unit="readings/s",
                 extra={"rows_removed_after": removed})
 
 
@@ -416,13 +419,13 @@ def bench_export(ctx, size):
                         pass
         return time.perf_counter() - began
 
-    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    ratio, a, b, pairs = interleaved(subject, reference, size["pairs"])
     # Memory: the same export over about a tenth of the rows (every device has one reading a minute).
     minutes = max(1, size["small_export"] // max(1, ctx["devices"]))
     small = probe(make_job(start + timedelta(minutes=minutes + 1)))
     rss_ratio = runs[-1]["maxrss_kb"] / small["maxrss_kb"]
     return [
-        dict(name="export", ratio=ratio, subject=a, reference=b, unit="s",
+        dict(name="export", ratio=ratio, subject=a, reference=b, pairs=pairs, unit="s",
              extra={"readings": runs[-1]["readings"], "maxrss_kb": runs[-1]["maxrss_kb"]}),
         dict(name="export_rss_1m_vs_100k", ratio=rss_ratio, subject=runs[-1]["maxrss_kb"],
              reference=small["maxrss_kb"], unit="KB", extra={"small_readings": small["readings"]}),
@@ -486,7 +489,7 @@ def bench_materialize(ctx, size):
             DeviceAssignment.objects.filter(deployment=deployment).delete()
         return seconds
 
-    ratio, a, b = interleaved(subject, reference, size["pairs"])
+    ratio, a, b, pairs = interleaved(subject, reference, size["pairs"])
 
     from devices import services as device_services
 
@@ -506,10 +509,11 @@ def bench_materialize(ctx, size):
         assert result["changed"] >= ctx["devices"] * 0.9, result
         return seconds
 
-    bulk_ratio, bulk_a, bulk_b = interleaved(bulk_labels, reference, size["pairs"])
+    bulk_ratio, bulk_a, bulk_b, bulk_pairs = interleaved(bulk_labels, reference, size["pairs"])
     return [
-        dict(name="materialize", ratio=ratio, subject=a, reference=b, unit="s", extra={"devices": ctx["devices"]}),
-        dict(name="bulk_labels", ratio=bulk_ratio, subject=bulk_a, reference=bulk_b, unit="s",
+        dict(name="materialize", ratio=ratio, subject=a, reference=b, pairs=pairs, unit="s",
+             extra={"devices": ctx["devices"]}),
+        dict(name="bulk_labels", ratio=bulk_ratio, subject=bulk_a, reference=bulk_b, pairs=bulk_pairs, unit="s",
              extra={"devices": ctx["devices"], "groups": ctx["groups"]}),
     ]
 

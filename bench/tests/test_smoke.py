@@ -26,6 +26,9 @@ def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
                      "export_rss_1m_vs_100k", "materialize", "bulk_labels"}
     for line in result.stdout.splitlines():
         assert " ratio=" in line and line.endswith(("pass", "FAIL"))
+    # Every interleaved benchmark reports its pairs as measured (smoke mode: one pair).
+    assert all(len(r["pairs"]) == 1 and len(r["pairs"][0]) == 2
+               for r in report["results"] if r["name"] != "export_rss_1m_vs_100k"), report["results"]
     heartbeat = next(r for r in report["results"] if r["name"] == "heartbeat")
     # Statements per (steady) heartbeat, authentication included: on PostgreSQL the credential function
     # and one UPDATE, none when its lease answers (devices.presence); and no request failed on the server.
