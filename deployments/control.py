@@ -20,6 +20,7 @@ from devices import registry as device_registry
 from devices import services as device_services
 from devices.models import Device, DeviceStatus
 from fleet.activity import services as activity
+from fleet.api.serializers import iso
 from fleet.db import JoinedRead, Table
 from fleet.errors import Invalid
 from fleet.tenancy import rls
@@ -286,7 +287,7 @@ def directives_deliver(*, device, now=None):
     if queued:
         DeviceCommand.objects.filter(pk__in=queued).update(status=CommandStatus.DELIVERED, delivered_at=now)
     return [
-        {"id": str(c.id), "type": c.type, "payload": c.payload, "expires_at": c.expires_at.isoformat().replace("+00:00", "Z")}
+        {"id": str(c.id), "type": c.type, "payload": c.payload, "expires_at": iso(c.expires_at)}
         for c in commands
     ]
 

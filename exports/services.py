@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from urllib.parse import urlencode
 
@@ -26,6 +26,7 @@ from django.utils.crypto import constant_time_compare
 from devices import selectors as device_selectors
 from devices.selectors import device_queryset
 from fleet.activity.services import SYSTEM, record
+from fleet.api.serializers import iso
 from fleet.errors import DomainError, Invalid, NotFound
 from fleet.tenancy import rls
 from fleet.tenancy.models import Organization
@@ -57,7 +58,7 @@ class Stopped(Exception):
 
 
 def _iso(value):
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else ""
+    return iso(value) or ""
 
 
 # --- create, cancel --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from fleet.api.errors import ErrorSerializer
+from fleet.api.serializers import iso
 from fleet.api.views import OrgScopedAPIView, OrgScopedViewSet, validated
 from fleet.errors import Invalid
 from fleet.tenancy.models import Role
@@ -136,9 +137,8 @@ class ReadingsAggregatedView(OrgScopedAPIView):
         )
         data = {"device": device.id if device else None, "group": group.id if group else None, "metric": query["metric"], "bucket": query["bucket"], "from": ts_from, "to": ts_to}
         body = s.AggregatedSerializer({**data, "buckets": []}).data
-        as_iso = s.serializers.DateTimeField().to_representation
         # Only the requested aggregates per bucket (the schema marks each one optional).
-        body["buckets"] = [{**bucket, "ts": as_iso(bucket["ts"])} for bucket in buckets]
+        body["buckets"] = [{**bucket, "ts": iso(bucket["ts"])} for bucket in buckets]
         return Response(body)
 
 
