@@ -2,14 +2,16 @@
 
 Dynamic groups: the wanted (group, device) pairs are the devices in scope that are neither revoked
 nor archived, each paired with the groups whose selector (compiled by `label_selector.selector_q`)
-it matches; the devices are read once whatever the number of groups. Two statements apply it,
-whatever the number of devices: a DELETE of memberships whose device no longer matches (each looks
-its device up by primary key) and an INSERT … SELECT of the missing pairs (NOT EXISTS answered by
-the unique (group, device) index; ON CONFLICT DO NOTHING for concurrent writers). Both plans stay
-linear whatever the statistics say: a `NOT IN (subquery)` too large for work_mem, or an anti-join
-against the derived wanted pairs misestimated as one row, re-scans the subquery for every row.
-Both return the group id of every row they touched, and member_count moves by those per-group
-deltas in one UPDATE. No Python loop over devices anywhere.
+it matches; the devices are read once whatever the number of groups. The leaving memberships are
+those whose device no longer matches (each looks its device up by primary key); the joining pairs
+are the wanted ones not yet present (NOT EXISTS answered by the unique (group, device) index). Both
+plans stay linear whatever the statistics say: a `NOT IN (subquery)` too large for work_mem, or an
+anti-join against the derived wanted pairs misestimated as one row, re-scans the subquery per row.
+
+PostgreSQL applies them in one statement that re-points the row of a device moving between groups
+(UPDATE of group_id) and deletes or inserts only the rest; elsewhere a DELETE and an INSERT … SELECT
+(ON CONFLICT DO NOTHING for concurrent writers). member_count moves by the per-group deltas of the
+rows actually changed, in one UPDATE. No Python loop over devices anywhere.
 
 Runs inside the caller's transaction, so membership is exact at every commit.
 """
@@ -99,7 +101,7 @@ def _matches(group):
 
 
 def _unwanted(*, organization, groups, device_ids):
-    """SQL for the ids of memberships of `groups` whose device is no longer eligible or no longer
+    """SQL for the memberships (id, device, group) of `groups` whose device is no longer eligible or no longer
     matches its group's selector. Each membership looks its device up by primary key, so the plan
     stays linear whatever the statistics estimate (an anti-join against the wanted pairs became a
     nested loop over both sets when a fresh table was estimated at one row)."""
@@ -111,7 +113,7 @@ def _unwanted(*, organization, groups, device_ids):
     rows = DeviceGroupMembership.objects.filter(organization=organization, group_id__in=[group.id for group in groups])
     if device_ids is not None:
         rows = rows.filter(device_id__in=device_ids)
-    return _sql(rows.filter(~Exists(device)).order_by().values("id"))
+    return _sql(rows.filter(~Exists(device)).order_by().values("id", "device_id", "group_id"))
 
 
 def refresh_dynamic(*, organization, groups, device_ids=None):
@@ -128,35 +130,84 @@ def refresh_dynamic(*, organization, groups, device_ids=None):
             return set()
         if len(device_ids) > ID_LIST_MAX:
             device_ids = None
-    table = connection.ops.quote_name(DeviceGroupMembership._meta.db_table)
     unwanted_sql, unwanted_params = _unwanted(organization=organization, groups=groups, device_ids=device_ids)
     wanted_sql, wanted_params = _wanted(organization=organization, groups=groups, device_ids=device_ids)
-    with connection.cursor() as cursor:
-        deleted = _per_group(cursor, f"DELETE FROM {table} WHERE id IN ({unwanted_sql}) RETURNING group_id", unwanted_params)
-        # The wanted pairs are the outer side; the unique (group, device) index answers NOT EXISTS.
-        inserted = _per_group(
-            cursor,
-            f"INSERT INTO {table} (org_id, group_id, device_id, reason, created_at) "
-            f"SELECT %s, w.gid, w.did, %s, %s FROM ({wanted_sql}) w "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE m.group_id = w.gid AND m.device_id = w.did) "
-            "ON CONFLICT (group_id, device_id) DO NOTHING RETURNING group_id",
-            [_prep(DeviceGroupMembership, "organization", organization.id), MembershipReason.SELECTOR,
-             _prep(DeviceGroupMembership, "created_at", timezone.now()), *wanted_params],
-        )
-    deltas = Counter(inserted)
-    deltas.subtract(deleted)
+    # The wanted pairs are the outer side; the unique (group, device) index answers NOT EXISTS.
+    joining = (
+        f"SELECT w.gid, w.did FROM ({wanted_sql}) w "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {TABLE} m WHERE m.group_id = w.gid AND m.device_id = w.did)"
+    )
+    row = [_prep(DeviceGroupMembership, "organization", organization.id), MembershipReason.SELECTOR,
+           _prep(DeviceGroupMembership, "created_at", timezone.now())]
+    apply = _apply_moving if connection.vendor == "postgresql" else _apply
+    deltas = apply(unwanted=(unwanted_sql, unwanted_params), joining=(joining, wanted_params), row=row)
     count_add(deltas=deltas)
-    return set(inserted) | set(deleted)
+    return set(deltas)
 
 
-def _per_group(cursor, statement, params):
-    """Run a DELETE/INSERT … RETURNING group_id; return {group id: rows}. PostgreSQL counts in SQL
-    (a data-modifying CTE), so a 100k-row change sends back one row per group."""
-    if connection.vendor == "postgresql":
-        cursor.execute(f"WITH changed AS ({statement}) SELECT group_id, count(*) FROM changed GROUP BY group_id", params)
-        return Counter({_from_db(group_id): n for group_id, n in cursor.fetchall()})
-    cursor.execute(statement, params)
-    return Counter(_from_db(row[0]) for row in cursor.fetchall())
+TABLE = DeviceGroupMembership._meta.db_table  # a plain name: needs no quoting on either database
+INSERT = f"INSERT INTO {TABLE} (org_id, group_id, device_id, reason, created_at) "
+PAIRING_WORK_MEM = "32MB"
+
+
+def _apply(*, unwanted, joining, row):
+    """DELETE the unwanted rows, then INSERT the missing pairs; {group id: rows added - rows removed}."""
+    unwanted_sql, unwanted_params = unwanted
+    joining_sql, joining_params = joining
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE id IN (SELECT u.id FROM ({unwanted_sql}) u) RETURNING group_id",
+                       unwanted_params)
+        deleted = Counter(_from_db(group_id) for group_id, in cursor.fetchall())
+        cursor.execute(
+            # WHERE true: SQLite would read ON CONFLICT as a join's ON without a WHERE before it.
+            f"{INSERT} SELECT %s, j.gid, j.did, %s, %s FROM ({joining_sql}) j WHERE true "
+            "ON CONFLICT (group_id, device_id) DO NOTHING RETURNING group_id",
+            [*row, *joining_params],
+        )
+        deltas = Counter(_from_db(group_id) for group_id, in cursor.fetchall())
+    deltas.update({group_id: -n for group_id, n in deleted.items()})
+    return deltas
+
+
+def _apply_moving(*, unwanted, joining, row):
+    """PostgreSQL, one statement: a device that leaves one group and joins another keeps its
+    membership row, re-pointed to the new group (UPDATE); only the rest are deleted or inserted.
+
+    Why: a label value change (site-3 to site-4) moves every device it touches between two groups,
+    and an inserted row costs three foreign-key checks at commit (device, group, organization), an
+    UPDATE that changes only group_id one. That halves the membership work of a bulk label change
+    (docs/performance.md). Leaving rows and joining pairs are paired per device by rank. The
+    statement counts per group in SQL, so a 100k-row change sends back one row per group."""
+    unwanted_sql, unwanted_params = unwanted
+    joining_sql, joining_params = joining
+    statement = (
+        f"WITH leaving AS (SELECT u.id, u.device_id, u.group_id, "
+        f"row_number() OVER (PARTITION BY u.device_id ORDER BY u.id) AS rank FROM ({unwanted_sql}) u), "
+        f"joining AS (SELECT j.gid, j.did, row_number() OVER (PARTITION BY j.did ORDER BY j.gid) AS rank "
+        f"FROM ({joining_sql}) j), "
+        # A full join on equalities can only be hashed or merged: linear whatever the estimates (an
+        # anti-join against a CTE could become a nested loop, one scan of the CTE per row).
+        "pairs AS (SELECT l.id, l.group_id AS left_gid, j.gid, j.did FROM leaving l "
+        "FULL JOIN joining j ON j.did = l.device_id AND j.rank = l.rank), "
+        f"moved AS (UPDATE {TABLE} m SET group_id = p.gid, created_at = %s FROM pairs p "
+        "WHERE m.id = p.id AND p.gid IS NOT NULL RETURNING p.left_gid, p.gid), "
+        f"deleted AS (DELETE FROM {TABLE} m USING pairs p WHERE m.id = p.id AND p.gid IS NULL "
+        "RETURNING p.left_gid), "
+        f"inserted AS ({INSERT} SELECT %s, p.gid, p.did, %s, %s FROM pairs p WHERE p.id IS NULL "
+        "ON CONFLICT (group_id, device_id) DO NOTHING RETURNING group_id) "
+        "SELECT group_id, sum(delta) FROM (SELECT gid AS group_id, 1 AS delta FROM moved "
+        "UNION ALL SELECT left_gid, -1 FROM moved UNION ALL SELECT left_gid, -1 FROM deleted "
+        "UNION ALL SELECT group_id, 1 FROM inserted) changes GROUP BY group_id"
+    )
+    with connection.cursor() as cursor:
+        # The pairing sorts and hashes every changed membership; at 100,000 devices the default 4MB
+        # work_mem sends them to disk. Raised for this statement only.
+        cursor.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, true)", [PAIRING_WORK_MEM])
+        [previous, _] = cursor.fetchone()
+        cursor.execute(statement, [*unwanted_params, *joining_params, row[2], *row])
+        deltas = Counter({_from_db(group_id): delta for group_id, delta in cursor.fetchall()})
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [previous])
+    return deltas
 
 
 def count_add(*, deltas):
