@@ -101,8 +101,8 @@ def _matches(group):
 
 
 def _unwanted(*, organization, groups, device_ids):
-    """SQL for the memberships (id, device, group) of `groups` whose device is no longer eligible or no longer
-    matches its group's selector. Each membership looks its device up by primary key, so the plan
+    """SQL for the memberships (id, device, group) of `groups` whose device is no longer eligible or
+    no longer matches its group's selector. Each membership looks its device up by primary key, so the plan
     stays linear whatever the statistics estimate (an anti-join against the wanted pairs became a
     nested loop over both sets when a fresh table was estimated at one row)."""
     still_matches = functools.reduce(operator.or_, [
