@@ -4,7 +4,7 @@ Dynamic groups: the wanted (group, device) pairs are the devices in scope that a
 nor archived, each paired with the groups whose selector (compiled by `label_selector.selector_q`)
 it matches; the devices are read once whatever the number of groups. The leaving memberships are
 those whose device no longer matches (each looks its device up by primary key); the joining pairs
-are the wanted ones not yet present (NOT EXISTS answered by the unique (group, device) index). Both
+are the wanted ones not yet present (NOT EXISTS answered by the (group, device) primary key). Both
 plans stay linear whatever the statistics say: a `NOT IN (subquery)` too large for work_mem, or an
 anti-join against the derived wanted pairs misestimated as one row, re-scans the subquery per row.
 
@@ -101,7 +101,7 @@ def _matches(group):
 
 
 def _unwanted(*, organization, groups, device_ids):
-    """SQL for the memberships (id, device, group) of `groups` whose device is no longer eligible or
+    """SQL for the memberships (group, device) of `groups` whose device is no longer eligible or
     no longer matches its group's selector. Each membership looks its device up by primary key, so the plan
     stays linear whatever the statistics estimate (an anti-join against the wanted pairs became a
     nested loop over both sets when a fresh table was estimated at one row)."""
@@ -113,7 +113,7 @@ def _unwanted(*, organization, groups, device_ids):
     rows = DeviceGroupMembership.objects.filter(organization=organization, group_id__in=[group.id for group in groups])
     if device_ids is not None:
         rows = rows.filter(device_id__in=device_ids)
-    return _sql(rows.filter(~Exists(device)).order_by().values("id", "device_id", "group_id"))
+    return _sql(rows.filter(~Exists(device)).order_by().values("group_id", "device_id"))
 
 
 def refresh_dynamic(*, organization, groups, device_ids=None):
@@ -132,7 +132,7 @@ def refresh_dynamic(*, organization, groups, device_ids=None):
             device_ids = None
     unwanted_sql, unwanted_params = _unwanted(organization=organization, groups=groups, device_ids=device_ids)
     wanted_sql, wanted_params = _wanted(organization=organization, groups=groups, device_ids=device_ids)
-    # The wanted pairs are the outer side; the unique (group, device) index answers NOT EXISTS.
+    # The wanted pairs are the outer side; the (group, device) primary key answers NOT EXISTS.
     joining = (
         f"SELECT w.gid, w.did FROM ({wanted_sql}) w "
         f"WHERE NOT EXISTS (SELECT 1 FROM {TABLE} m WHERE m.group_id = w.gid AND m.device_id = w.did)"
@@ -155,8 +155,11 @@ def _apply(*, unwanted, joining, row):
     unwanted_sql, unwanted_params = unwanted
     joining_sql, joining_params = joining
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {TABLE} WHERE id IN (SELECT u.id FROM ({unwanted_sql}) u) RETURNING group_id",
-                       unwanted_params)
+        cursor.execute(
+            f"DELETE FROM {TABLE} WHERE (group_id, device_id) IN (SELECT u.group_id, u.device_id FROM ({unwanted_sql}) u) "
+            "RETURNING group_id",
+            unwanted_params,
+        )
         deleted = Counter(_from_db(group_id) for group_id, in cursor.fetchall())
         cursor.execute(
             # WHERE true: SQLite would read ON CONFLICT as a join's ON without a WHERE before it.
@@ -181,19 +184,21 @@ def _apply_moving(*, unwanted, joining, row):
     unwanted_sql, unwanted_params = unwanted
     joining_sql, joining_params = joining
     statement = (
-        f"WITH leaving AS (SELECT u.id, u.device_id, u.group_id, "
-        f"row_number() OVER (PARTITION BY u.device_id ORDER BY u.id) AS rank FROM ({unwanted_sql}) u), "
+        f"WITH leaving AS (SELECT u.group_id, u.device_id, "
+        f"row_number() OVER (PARTITION BY u.device_id ORDER BY u.group_id) AS rank FROM ({unwanted_sql}) u), "
         f"joining AS (SELECT j.gid, j.did, row_number() OVER (PARTITION BY j.did ORDER BY j.gid) AS rank "
         f"FROM ({joining_sql}) j), "
         # A full join on equalities can only be hashed or merged: linear whatever the estimates (an
         # anti-join against a CTE could become a nested loop, one scan of the CTE per row).
-        "pairs AS (SELECT l.id, l.group_id AS left_gid, j.gid, j.did FROM leaving l "
+        "pairs AS (SELECT l.group_id AS left_gid, l.device_id AS left_did, j.gid, j.did FROM leaving l "
         "FULL JOIN joining j ON j.did = l.device_id AND j.rank = l.rank), "
         f"moved AS (UPDATE {TABLE} m SET group_id = p.gid, created_at = %s FROM pairs p "
-        "WHERE m.id = p.id AND p.gid IS NOT NULL RETURNING p.left_gid, p.gid), "
-        f"deleted AS (DELETE FROM {TABLE} m USING pairs p WHERE m.id = p.id AND p.gid IS NULL "
+        "WHERE m.group_id = p.left_gid AND m.device_id = p.left_did AND p.gid IS NOT NULL "
+        "RETURNING p.left_gid, p.gid), "
+        f"deleted AS (DELETE FROM {TABLE} m USING pairs p "
+        "WHERE m.group_id = p.left_gid AND m.device_id = p.left_did AND p.gid IS NULL "
         "RETURNING p.left_gid), "
-        f"inserted AS ({INSERT} SELECT %s, p.gid, p.did, %s, %s FROM pairs p WHERE p.id IS NULL "
+        f"inserted AS ({INSERT} SELECT %s, p.gid, p.did, %s, %s FROM pairs p WHERE p.left_gid IS NULL "
         "ON CONFLICT (group_id, device_id) DO NOTHING RETURNING group_id) "
         "SELECT group_id, sum(delta) FROM (SELECT gid AS group_id, 1 AS delta FROM moved "
         "UNION ALL SELECT left_gid, -1 FROM moved UNION ALL SELECT left_gid, -1 FROM deleted "
@@ -237,7 +242,7 @@ def recount(*, group_ids):
         DeviceGroupMembership.objects.filter(group_id=OuterRef("pk"))
         .order_by()
         .values("group_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("device_id"))
         .values("n")
     )
     DeviceGroup.objects.filter(id__in=group_ids).update(

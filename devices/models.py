@@ -201,10 +201,11 @@ class DeviceGroup(OrgScopedModel):
 class DeviceGroupMembership(OrgScopedModel):
     """Materialized membership: exact at every commit (see devices.groups)."""
 
-    id = models.BigAutoField(primary_key=True)
-    # No single-column indexes: (group, device) and (device, group) below lead with each, and every
-    # index is rewritten when bulk label changes move 100,000s of memberships. Every query names a
-    # group or a device, so org_id needs none either.
+    # The (group, device) pair is the key: a surrogate id would be one more index rewritten for every
+    # membership a bulk label change moves (40% of that UPDATE at 100,000 devices). No single-column
+    # indexes: the key and (device, group) below lead with each. Every query names a group or a
+    # device, so org_id needs none either.
+    pk = models.CompositePrimaryKey("group", "device")
     organization = organization_key(db_index=False)
     group = models.ForeignKey(DeviceGroup, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="group_memberships", db_index=False)
@@ -212,8 +213,7 @@ class DeviceGroupMembership(OrgScopedModel):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
-        constraints = [models.UniqueConstraint(fields=["group", "device"], name="devicegroupmembership_unique")]
+        ordering = ["-created_at", "group_id", "device_id"]
         indexes = [models.Index(fields=["device", "group"], name="devicegroupmembership_device")]
 
     def __str__(self):

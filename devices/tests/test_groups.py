@@ -318,7 +318,7 @@ def test_selector_edit_is_set_based(org, org_context, statements):
 def test_a_label_change_reads_the_devices_once_for_all_groups(org, org_context, statements):
     """Re-evaluating many dynamic groups reads the devices once per statement (not once per group), and
     the DELETE and INSERT are anti-joins whose inner side is an index (the device's primary key, the
-    unique (group, device) pair): linear whatever the statistics estimate. A NOT IN (subquery) larger
+    (group, device) primary key): linear whatever the statistics estimate. A NOT IN (subquery) larger
     than work_mem, or an anti-join against the derived wanted pairs misestimated as one row, is a
     re-scan per row."""
     from django.db import connection
