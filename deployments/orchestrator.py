@@ -585,16 +585,21 @@ def catalog_changed(*, org_id):
 
 
 def devices_changed(*, organization, device_ids):
-    """Registration or capability/inventory change: recompute those devices' profiles after commit."""
-    ids = [str(d) for d in device_ids]
-    if not ids:
-        return
+    """Registration or capability/inventory change: recompute those devices' profiles after commit
+    (`device_ids` None: every device of the organization)."""
     from .services import REFRESH_BY_ID_MAX
+
+    ids = None
+    if device_ids is not None:
+        ids = [str(d) for d in device_ids]
+        if not ids:
+            return
+        if len(ids) > REFRESH_BY_ID_MAX:
+            ids = None  # a fleet-wide change (bulk labels on 100k devices): the organization in one task
 
     def enqueue():
         from .tasks import profiles_recompute
 
-        # A fleet-wide change (bulk labels on 100k devices) recomputes the organization in one task.
-        profiles_recompute.delay(str(organization.id), ids if len(ids) <= REFRESH_BY_ID_MAX else None)
+        profiles_recompute.delay(str(organization.id), ids)
 
     transaction.on_commit(enqueue)

@@ -287,11 +287,14 @@ REFRESH_BY_ID_MAX = 2000
 def assignments_refresh(*, organization, device_ids, only=None):
     """Re-materialize the given devices against every live deployment of the organization
     (registration, label, platform or status changes, group membership, deletions), or those whose
-    targeting passes `only`. The loop is over deployments, each one set-based over the devices."""
-    device_ids = list(device_ids)
-    if not device_ids:
-        return 0
-    scope = device_ids if len(device_ids) <= REFRESH_BY_ID_MAX else None
+    targeting passes `only`. The loop is over deployments, each one set-based over the devices.
+    `device_ids` None: every device of the organization."""
+    scope = None
+    if device_ids is not None:
+        device_ids = list(device_ids)
+        if not device_ids:
+            return 0
+        scope = device_ids if len(device_ids) <= REFRESH_BY_ID_MAX else None
     changed = 0
     deployments = Deployment.objects.filter(
         organization=organization, status__in=(S.ROLLING_OUT, S.PAUSED, S.COMPLETED)

@@ -28,6 +28,32 @@ def start(org, group):
     return dep
 
 
+
+def test_a_bulk_change_too_large_to_list_re_evaluates_the_organization(org, org_context, monkeypatch):
+    """Above ID_LIST_MAX changed devices the ids are not listed (on PostgreSQL not even read back):
+    groups and deployments re-evaluate every device of the organization, with the same result."""
+    from devices import membership
+
+    monkeypatch.setattr(membership, "ID_LIST_MAX", 2)
+    org_context(org)
+    for name in ("one", "two", "three"):
+        DeviceFactory(organization=org, device_id=name, labels={"site": "paris"})
+    DeviceFactory(organization=org, device_id="four", labels={"site": "berlin"})
+    group = device_services.device_group_create(organization=org, actor=SYSTEM, name="B", slug="b",
+                                                selector={"match_labels": {"site": "berlin"}})
+    by_group = start(org, group)
+    by_selector = DeploymentFactory(organization=org, targeting={"selector": {"match_labels": {"site": "berlin"}}},
+                                    strategy={"type": "all_at_once"}, environment="staging")
+    services.deployment_start(deployment=by_selector, actor=SYSTEM)
+    assert assigned(by_group) == assigned(by_selector) == {"four"}
+
+    result = device_services.devices_bulk_labels(organization=org, actor=SYSTEM, target={"selector": {}},
+                                                 set_labels={"site": "berlin"})
+    assert result == {"matched": 4, "changed": 3}
+    group.refresh_from_db()
+    assert group.member_count == 4
+    assert assigned(by_group) == assigned(by_selector) == {"one", "two", "three", "four"}
+
 def test_dynamic_group_target_follows_labels_and_selector_edits(org, org_context):
     org_context(org)
     one = DeviceFactory(organization=org, device_id="one", labels={"site": "berlin"})
