@@ -101,10 +101,10 @@ def _matches(group):
 
 
 def _unwanted(*, organization, groups, device_ids):
-    """SQL for the memberships (group, device) of `groups` whose device is no longer eligible or
-    no longer matches its group's selector. Each membership looks its device up by primary key, so the plan
-    stays linear whatever the statistics estimate (an anti-join against the wanted pairs became a
-    nested loop over both sets when a fresh table was estimated at one row)."""
+    """SQL for the memberships (group, device) of `groups` whose device is no longer eligible or no
+    longer matches its group's selector. Each membership looks its device up by primary key, so the
+    plan stays linear whatever the statistics estimate (an anti-join against the wanted pairs became
+    a nested loop over both sets when a fresh table was estimated at one row)."""
     still_matches = functools.reduce(operator.or_, [
         Q(Exact(OuterRef("group_id"), Value(group.id, output_field=UUIDField()))) & selector_q(group.selector or {})
         for group in groups
@@ -137,8 +137,8 @@ def refresh_dynamic(*, organization, groups, device_ids=None):
         f"SELECT w.gid, w.did FROM ({wanted_sql}) w "
         f"WHERE NOT EXISTS (SELECT 1 FROM {TABLE} m WHERE m.group_id = w.gid AND m.device_id = w.did)"
     )
-    row = [_prep(DeviceGroupMembership, "organization", organization.id), MembershipReason.SELECTOR,
-           _prep(DeviceGroupMembership, "created_at", timezone.now())]
+    row = (_prep(DeviceGroupMembership, "organization", organization.id), MembershipReason.SELECTOR,
+           _prep(DeviceGroupMembership, "created_at", timezone.now()))
     apply = _apply_moving if connection.vendor == "postgresql" else _apply
     deltas = apply(unwanted=(unwanted_sql, unwanted_params), joining=(joining, wanted_params), row=row)
     count_add(deltas=deltas)
@@ -151,13 +151,14 @@ PAIRING_WORK_MEM = "32MB"
 
 
 def _apply(*, unwanted, joining, row):
-    """DELETE the unwanted rows, then INSERT the missing pairs; {group id: rows added - rows removed}."""
+    """DELETE the unwanted rows, then INSERT the missing pairs; {group id: rows added - rows removed}.
+    `row`: the new rows' (org_id, reason, created_at)."""
     unwanted_sql, unwanted_params = unwanted
     joining_sql, joining_params = joining
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {TABLE} WHERE (group_id, device_id) IN (SELECT u.group_id, u.device_id FROM ({unwanted_sql}) u) "
-            "RETURNING group_id",
+            f"DELETE FROM {TABLE} WHERE (group_id, device_id) IN "
+            f"(SELECT u.group_id, u.device_id FROM ({unwanted_sql}) u) RETURNING group_id",
             unwanted_params,
         )
         deleted = Counter(_from_db(group_id) for group_id, in cursor.fetchall())
@@ -178,11 +179,12 @@ def _apply_moving(*, unwanted, joining, row):
 
     Why: a label value change (site-3 to site-4) moves every device it touches between two groups,
     and an inserted row costs three foreign-key checks at commit (device, group, organization), an
-    UPDATE that changes only group_id one. That halves the membership work of a bulk label change
-    (docs/performance.md). Leaving rows and joining pairs are paired per device by rank. The
-    statement counts per group in SQL, so a 100k-row change sends back one row per group."""
+    UPDATE of group_id only the group's (docs/performance.md). Leaving rows and joining pairs are
+    paired per device by rank. The statement counts per group in SQL, so a 100k-row change sends
+    back one row per group."""
     unwanted_sql, unwanted_params = unwanted
     joining_sql, joining_params = joining
+    _, _, created_at = row
     statement = (
         f"WITH leaving AS (SELECT u.group_id, u.device_id, "
         f"row_number() OVER (PARTITION BY u.device_id ORDER BY u.group_id) AS rank FROM ({unwanted_sql}) u), "
@@ -209,7 +211,7 @@ def _apply_moving(*, unwanted, joining, row):
         # work_mem sends them to disk. Raised for this statement only.
         cursor.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, true)", [PAIRING_WORK_MEM])
         [previous, _] = cursor.fetchone()
-        cursor.execute(statement, [*unwanted_params, *joining_params, row[2], *row])
+        cursor.execute(statement, [*unwanted_params, *joining_params, created_at, *row])
         deltas = Counter({_from_db(group_id): delta for group_id, delta in cursor.fetchall()})
         cursor.execute("SELECT set_config('work_mem', %s, true)", [previous])
     return deltas

@@ -115,7 +115,7 @@ def summary_contributions(*, organization):
 
 def devices_changed(*, organization, device_ids, label_keys=None, groups_changed=None):
     """`label_keys`: only these labels changed (None: anything may have), and `groups_changed`: the
-    dynamic groups whose membership that changed, so listeners can skip what cannot be affected.
+    dynamic groups whose membership changed, so listeners can skip what cannot be affected.
     `device_ids` None: too many to list, the listeners re-evaluate every device of the organization."""
     device_ids = None if device_ids is None else list(device_ids)
     if device_ids is None or device_ids:

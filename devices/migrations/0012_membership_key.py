@@ -20,7 +20,9 @@ STATE = [
     migrations.AddField(
         model_name="devicegroupmembership",
         name="pk",
-        field=models.CompositePrimaryKey("group", "device", blank=True, editable=False, primary_key=True, serialize=False),
+        field=models.CompositePrimaryKey(
+            "group", "device", blank=True, editable=False, primary_key=True, serialize=False
+        ),
     ),
 ]
 

@@ -12,7 +12,9 @@ from fleet.tenancy import rls
 
 def membership_rows():
     with rls.bypass(reason="test"), connection.cursor() as cursor:
-        cursor.execute("SELECT group_id, device_id, reason, created_at FROM devices_devicegroupmembership ORDER BY 1, 2")
+        cursor.execute(
+            "SELECT group_id, device_id, reason, created_at FROM devices_devicegroupmembership ORDER BY 1, 2"
+        )
         return cursor.fetchall()
 
 
