@@ -1042,8 +1042,7 @@ def devices_bulk_labels(*, organization, actor, target, set_labels=None, remove=
         subject_id=organization.id,
         data={"target": described, "set": set_labels, "remove": remove, "matched": matched, "changed": changed},
     )
-    if changed:
-        _devices_changed(organization=organization, device_ids=changed_ids, label_keys=[*set_labels, *remove])
+    _devices_changed(organization=organization, device_ids=changed_ids, label_keys=[*set_labels, *remove])
     return {"matched": matched, "changed": changed}
 
 
