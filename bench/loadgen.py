@@ -3,9 +3,11 @@
     python -m bench.loadgen '{"url": ..., "method": "PUT", "requests": [[path, headers, body], ...],
                               "connections": 8, "duration_s": 5}'
 
-prints one JSON line: {"requests", "errors", "seconds", "rps", "status_counts", "cpu_seconds"}.
+prints one JSON line: {"requests", "errors", "seconds", "rps", "status_counts", "cpu_seconds", "ran_out"}.
 Each connection cycles through `requests` (rotated by connection index) until `duration_s`; with
-`"once": true` the connections share `requests` and send each exactly once (warm-up passes). CPU
+`"once": true` the connections share `requests` and send each exactly once (warm-up passes); with
+`"distinct": true` they share them until `duration_s`, never sending one twice (requests that cannot
+be repeated, like readings batches), and `ran_out` says whether a connection had none left. CPU
 seconds of this process are reported so the harness can show that the generator was not the
 bottleneck.
 """
@@ -47,10 +49,12 @@ async def _read_response(reader):
 
 
 async def _connection(host, port, method, requests, offset, deadline, counts, once=False):
+    """Send requests until the deadline (None: no deadline) or, with `once`, the end of `requests`;
+    returns whether `requests` ran out first."""
     reader, writer = await asyncio.open_connection(host, port)
     index = offset
     try:
-        while (index < len(requests)) if once else (time.perf_counter() < deadline):
+        while (not once or index < len(requests)) and (deadline is None or time.perf_counter() < deadline):
             path, headers, body = requests[index % len(requests)]
             index += 1
             payload = body.encode() if isinstance(body, str) else (body or b"")
@@ -61,6 +65,7 @@ async def _connection(host, port, method, requests, offset, deadline, counts, on
             counts[await _read_response(reader)] += 1
     finally:
         writer.close()
+    return once and index >= len(requests)
 
 
 async def run(spec):
@@ -69,9 +74,10 @@ async def run(spec):
     deadline = time.perf_counter() + spec.get("duration_s", 5)
     start = time.perf_counter()
     connections, method = spec.get("connections", 8), spec.get("method", "GET")
-    if spec.get("once"):
-        tasks = [_connection(parts.hostname, parts.port or 80, method, spec["requests"][i::connections], 0, None, counts,
-                             once=True) for i in range(connections)]
+    if spec.get("once") or spec.get("distinct"):
+        until = deadline if spec.get("distinct") else None
+        tasks = [_connection(parts.hostname, parts.port or 80, method, spec["requests"][i::connections], 0, until,
+                             counts, once=True) for i in range(connections)]
     else:
         tasks = [_connection(parts.hostname, parts.port or 80, method, spec["requests"], i * 7919, deadline, counts)
                  for i in range(connections)]
@@ -88,6 +94,7 @@ async def run(spec):
         "rps": round(total / seconds, 1) if seconds else 0.0,
         "status_counts": {str(k): v for k, v in counts.items()},
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "ran_out": any(r is True for r in results),
     }
 
 

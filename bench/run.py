@@ -121,15 +121,25 @@ def interleaved(subject, reference, pairs):
     """A B A B …: the median of the per-pair ratios (subject / reference), the medians of each side, and
     every pair as measured (in the JSON report: a pair whose sides ran at different machine speeds
     shows there)."""
-    a_values, b_values, ratios = [], [], []
+    return interleaved_around(reference, [subject], pairs)[0]
+
+
+def interleaved_around(reference, subjects, pairs):
+    """`interleaved` for several subjects measured against the same reference runs, which sit between
+    them (A B C A B C … for two): one result per subject."""
+    measured = [[] for _ in subjects]
     for _ in range(pairs):
-        a = subject()
+        first = subjects[0]()
         b = reference()
-        a_values.append(a)
-        b_values.append(b)
-        ratios.append(a / b if b else 0.0)
-    measured = [[round(a, 3), round(b, 3)] for a, b in zip(a_values, b_values, strict=True)]
-    return statistics.median(ratios), statistics.median(a_values), statistics.median(b_values), measured
+        rest = [subject() for subject in subjects[1:]]
+        for column, a in zip(measured, [first, *rest], strict=True):
+            column.append((a, b))
+    results = []
+    for column in measured:
+        ratios = [a / b if b else 0.0 for a, b in column]
+        results.append((statistics.median(ratios), statistics.median(a for a, _ in column),
+                        statistics.median(b for _, b in column), [[round(a, 3), round(b, 3)] for a, b in column]))
+    return results
 
 
 def verdict(name, ratio):
@@ -207,10 +217,10 @@ def bench_heartbeat(ctx, size):
     spec = dict(url=ctx["server"].url, method="PUT", requests=requests, connections=8, duration_s=size["seconds"])
     ping = dict(url=ctx["server"].url, method="GET", requests=[["/bench/ping", {}, ""]], connections=8,
                 duration_s=size["seconds"])
-    # Steady state: a new device starts flagged for attention, and its first heartbeat looks for
-    # commands and training rounds waiting for it and clears the flag (more statements); its second
-    # takes PostgreSQL's steady path, which stores its lease (devices.presence) for the ones after.
-    # Two passes over the tokens do that first, each reported on its own.
+    # Steady state: the seeded devices are offline, so a device's first heartbeat is a reconnection
+    # (the full path: a transition); its second takes PostgreSQL's steady path, which stores its lease
+    # (devices.presence) for the ones after. Two passes over the tokens do that first, each reported
+    # on its own.
     first = loadgen({**spec, "once": True})
     second = loadgen({**spec, "once": True})
     ctx["warmed"] = True
@@ -292,8 +302,9 @@ def bench_sync(ctx, size):
         statuses.setdefault(key, []).append(report["status_counts"])
         return report["rps"]
 
-    sync_ratio, sync_rps, hb1, sync_pairs = interleaved(lambda: run(sync, "sync"), lambda: run(heartbeat, "hb"), size["rate_pairs"])
-    ds_ratio, ds_rps, hb2, ds_pairs = interleaved(lambda: run(desired, "desired"), lambda: run(heartbeat, "hb"), size["rate_pairs"])
+    # Sync, heartbeat, 304, sync, …: each heartbeat run is the reference of the runs on either side of it.
+    (sync_ratio, sync_rps, hb1, sync_pairs), (ds_ratio, ds_rps, hb2, ds_pairs) = interleaved_around(
+        lambda: run(heartbeat, "hb"), [lambda: run(sync, "sync"), lambda: run(desired, "desired")], size["rate_pairs"])
     from django.test import Client
 
     (path, sync_headers, sync_body), (desired_path, desired_headers, _) = sync["requests"][0], desired["requests"][0]
@@ -311,6 +322,11 @@ def bench_sync(ctx, size):
              extra={"status_counts": statuses["desired"][-1], "sql_statements": len(counts["desired"][0]),
                     "sql_statements_leased": len(counts["desired"][1])}),
     ]
+
+
+# Readings batches (1,000 readings each) built per second of an ingest run: over twice what the reference
+# COPY takes in on this machine, without building batches that are never sent.
+BATCHES_PER_SECOND = 150
 
 
 def bench_readings(ctx, size):
@@ -345,8 +361,11 @@ def bench_readings(ctx, size):
 
     def subject():
         before = count()
+        # Every batch is new: one sent twice would insert nothing.
         report = loadgen(dict(url=ctx["server"].url, method="POST", connections=4, duration_s=size["seconds"],
-                              requests=bodies(int(400 * size["seconds"]))))
+                              distinct=True, requests=bodies(int(BATCHES_PER_SECOND * size["seconds"]))))
+        if report["ran_out"]:
+            raise RuntimeError("readings_ingest sent every batch it had before the end: raise BATCHES_PER_SECOND")
         last["rows"] = count() - before
         return last["rows"] / report["seconds"]
 
@@ -442,6 +461,7 @@ def bench_materialize(ctx, size):
     from deployments import services as deployment_services
     from deployments.models import DeviceAssignment
     from deployments.tests.factories import public_variant
+    from devices import services as device_services
     from devices.models import Device
     from fleet.activity.services import SYSTEM
     from fleet.tenancy import rls
@@ -491,10 +511,6 @@ def bench_materialize(ctx, size):
             DeviceAssignment.objects.filter(deployment=deployment).delete()
         return seconds
 
-    ratio, a, b, pairs = interleaved(subject, reference, size["pairs"])
-
-    from devices import services as device_services
-
     flips = iter(range(1_000_000))
 
     def bulk_labels():
@@ -511,7 +527,9 @@ def bench_materialize(ctx, size):
         assert result["changed"] >= ctx["devices"] * 0.9, result
         return seconds
 
-    bulk_ratio, bulk_a, bulk_b, bulk_pairs = interleaved(bulk_labels, reference, size["pairs"])
+    # Start a deployment, COPY, bulk labels, start a deployment, …: one reference for both.
+    (ratio, a, b, pairs), (bulk_ratio, bulk_a, bulk_b, bulk_pairs) = interleaved_around(
+        reference, [subject, bulk_labels], size["pairs"])
     return [
         dict(name="materialize", ratio=ratio, subject=a, reference=b, pairs=pairs, unit="s",
              extra={"devices": ctx["devices"]}),
@@ -588,6 +606,7 @@ def main(argv=None):
     began = time.time()
     prepare_environment(args.database)
     ctx = setup_fleet(size)
+    phases = {"setup": round(time.time() - began, 1)}  # seconds each part of the run took
     results = []
     benchmarks = {"heartbeat": bench_heartbeat, "device_list": bench_device_list, "sync": bench_sync,
                   "readings_ingest": bench_readings, "export": bench_export, "materialize": bench_materialize}
@@ -596,7 +615,9 @@ def main(argv=None):
         for name, fn in benchmarks.items():
             if args.only and name not in args.only:
                 continue
+            started = time.time()
             produced = fn(ctx, size)
+            phases[name] = round(time.time() - started, 1)
             for result in produced if isinstance(produced, list) else [produced]:
                 result["target"], result["verdict"] = verdict(result["name"], result["ratio"])
                 results.append(result)
@@ -604,7 +625,7 @@ def main(argv=None):
                       f"reference={result['reference']:.2f} target={TARGETS[result['name']][0]}{result['target']} "
                       f"{result['verdict']}", flush=True)
     report = {"mode": args.mode, "machine": machine_facts(), "setup": ctx["facts"], "sizes": size,
-              "seconds": round(time.time() - began, 1), "results": results}
+              "seconds": round(time.time() - began, 1), "phases": phases, "results": results}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2, default=str))
     return report

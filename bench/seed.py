@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
-from devices.models import Device, DeviceToken
+from devices.models import DEFAULT_HEARTBEAT_INTERVAL_S, OFFLINE_FACTOR, STALE_FACTOR, Connectivity, Device, DeviceToken
 from fleet.tenancy import credentials
 
 SITES = 50
@@ -26,7 +26,13 @@ def _defaults(model, explicit):
 
 
 def seed_devices(*, organization, count, prefix="bench"):
-    """Insert `count` devices with site/tier labels spread evenly; returns the seconds taken."""
+    """Insert `count` devices with site/tier labels spread evenly; returns the seconds taken.
+
+    A fleet that has been running: each device last heartbeated an hour ago and is offline now, with
+    nothing waiting for it. Its next heartbeat is a reconnection, not a new device's first (which
+    would also look for commands and training rounds already waiting)."""
+    last_seen = "now() - interval '1 hour'"
+    interval = f"interval '{DEFAULT_HEARTBEAT_INTERVAL_S} seconds'"
     explicit = {
         "id": "gen_random_uuid()",
         "org_id": "%s",
@@ -37,8 +43,13 @@ def seed_devices(*, organization, count, prefix="bench"):
         "hardware": "jsonb_build_object('ram', 8589934592, 'cpu_cores', 8)",
         # One registration a minute, newest first: a fleet enrolled over time. (Identical timestamps
         # would make every newest-first page sort all the matching devices.)
-        "created_at": "now() - i * interval '1 minute'",
+        "created_at": f"{last_seen} - i * interval '1 minute'",
         "updated_at": "now()",
+        "last_heartbeat": last_seen,
+        "connectivity_status": f"'{Connectivity.OFFLINE.value}'",
+        "stale_at": f"{last_seen} + {STALE_FACTOR} * {interval}",
+        "offline_at": f"{last_seen} + {OFFLINE_FACTOR} * {interval}",
+        "attention": "0",
     }
     columns, params = _defaults(Device, explicit)
     names = [connection.ops.quote_name(c) for c in explicit] + columns

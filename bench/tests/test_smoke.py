@@ -41,14 +41,19 @@ def test_bench_harness_runs_every_benchmark_on_tiny_data(tmp_path):
         assert result["extra"]["sql_statements"] == 2 and set(result["extra"]["status_counts"]) == {status}, result
         assert result["extra"]["sql_statements_leased"] == 0, result
     assert report["machine"]["cores"] >= 1 and report["machine"]["postgresql"]
+    # What each part of the run took, so that a full run's time can be accounted for.
+    assert set(report["phases"]) == {"setup", "heartbeat", "device_list", "sync", "readings_ingest", "export",
+                                     "materialize"}, report["phases"]
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_seed_fleet_command_generates_a_fleet(capsys):
     from django.core.management import call_command
+    from django.utils import timezone
 
     from devices.models import Device, DeviceGroup
+    from devices.services import connectivity_at
     from fleet.tenancy import rls
     from telemetry.models import Reading
 
@@ -56,7 +61,15 @@ def test_seed_fleet_command_generates_a_fleet(capsys):
     output = capsys.readouterr().out
     assert "120 devices" in output and "360 readings" in output and "4 groups" in output
     with rls.bypass(reason="test"):
-        assert Device.objects.filter(organization__slug="seeded").count() == 120
+        devices = list(Device.objects.filter(organization__slug="seeded"))
+        assert len(devices) == 120
+        # A running fleet, offline since its last heartbeat, as the sweep would have left it.
+        now = timezone.now()
+        for device in devices:
+            assert device.created_at < device.last_heartbeat < now and device.attention == 0
+            assert device.connectivity_status == connectivity_at(
+                last_heartbeat=device.last_heartbeat, interval_s=device.heartbeat_interval_s, now=now) == "offline"
+            assert device.stale_at < device.offline_at < now
         assert Reading.objects.filter(organization__slug="seeded").count() == 360
         groups = DeviceGroup.objects.filter(organization__slug="seeded")
         assert groups.count() == 4 and all(group.member_count > 0 for group in groups)
