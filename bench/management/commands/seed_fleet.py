@@ -10,7 +10,8 @@ from fleet.tenancy import rls, selectors, services
 
 
 class Command(BaseCommand):
-    help = "Seed an organization with N devices (labels site/tier), optional readings and groups, set-based."
+    help = ("Seed an organization with N devices (labels site/tier; last seen an hour ago, offline now), "
+            "optional readings and groups, set-based.")
 
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True)
